@@ -1,0 +1,1 @@
+"""External interfaces of the xApp: REST (FastAPI) and gRPC."""

@@ -1,0 +1,78 @@
+"""Service settings from the environment (pydantic-settings).
+
+Our own settings use the `MS3M_` prefix (`MS3M_HTTP_PORT=8081`). As on an O-RAN SC platform,
+`DBAAS_SERVICE_HOST` / `DBAAS_SERVICE_PORT` locate Redis and `CONFIG_FILE` names the xApp
+descriptor; the `MS3M_` spellings of those win when both are set. Secrets (the Redis password)
+come only from the environment and never appear in `public_dict()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Runtime = Literal["onnxruntime", "torchscript", "torch"]
+BufferKind = Literal["auto", "memory", "redis"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the xApp. Construct with keyword overrides in tests: `Settings(http_port=0)`."""
+
+    model_config = SettingsConfigDict(env_prefix="MS3M_", extra="ignore", populate_by_name=True)
+
+    # Network
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    grpc_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    http_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_reports_per_message: int = Field(20_000, ge=1)
+
+    # Window buffer: Redis when a host is configured (or buffer="redis"), else embedded memory.
+    buffer: BufferKind = "auto"
+    redis_host: str | None = Field(
+        None, validation_alias=AliasChoices("MS3M_REDIS_HOST", "DBAAS_SERVICE_HOST", "redis_host")
+    )
+    redis_port: int = Field(
+        6379, ge=1, le=65535,
+        validation_alias=AliasChoices("MS3M_REDIS_PORT", "DBAAS_SERVICE_PORT", "redis_port"),
+    )
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(0, ge=0)
+    namespace: str = Field("ms3m", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # SDL namespace: keys are {ns},key
+    window_length: int = Field(512, ge=1, le=1_000_000)
+
+    # Models
+    bundles: list[Path] = Field(default_factory=list)  # MS3M_BUNDLES='["/bundles/ms3m"]'
+    runtime: Runtime = "onnxruntime"
+
+    # O-RAN SC xApp descriptor (config-file.json), reloaded when it changes
+    config_file: Path | None = Field(
+        None, validation_alias=AliasChoices("MS3M_CONFIG_FILE", "CONFIG_FILE", "config_file")
+    )
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("redis_host")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    @property
+    def buffer_kind(self) -> Literal["memory", "redis"]:
+        """The buffer actually used: `auto` means Redis when a host is configured."""
+        if self.buffer == "auto":
+            return "redis" if self.redis_host else "memory"
+        return self.buffer
+
+    def public_dict(self) -> dict:
+        """Settings as JSON-safe values, secrets masked (served at /ric/v1/config)."""
+        d = self.model_dump(mode="json")
+        if self.redis_password is not None:
+            d["redis_password"] = "***"
+        d["buffer_kind"] = self.buffer_kind
+        return d

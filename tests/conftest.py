@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests bind port 0 only; Redis tests use the real server on 127.0.0.1:6379."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+REDIS_HOST = os.environ.get("MS3M_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("MS3M_TEST_REDIS_PORT", "6379"))
+
+
+@pytest.fixture
+def redis_client():
+    """A client of the real Redis server; each test gets its own key namespace, deleted afterwards."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as e:
+        pytest.skip(f"no Redis server at {REDIS_HOST}:{REDIS_PORT} ({e}); start one with "
+                    "`redis-server --daemonize yes --port 6379 --save '' --appendonly no`")
+    client.test_namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield client
+    for key in client.scan_iter(match=f"{{{client.test_namespace}}}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (see ../shared/data/README.md)")
+    return SHARED_DATA
