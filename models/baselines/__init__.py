@@ -1,0 +1,1 @@
+"""Baseline forecasters under the same streaming contract (Transformer, LSTM, TCN, …)."""

@@ -1,0 +1,238 @@
+"""S4D: diagonal structured state-space layer (Gu et al., "On the Parameterization and
+Initialization of Diagonal State Space Models", 2022).
+
+Per channel h, a diagonal complex SSM with N/2 modes (the conjugate-symmetric half of N):
+
+    x_t = Ā x_{t-1} + B̄ u_t,     y_t = 2·Re(C x_t) + D u_t
+
+Parallel mode convolves u with the kernel K_l = 2·Re(Σ_n C_n B̄_n Ā_n^l) by FFT; recurrent mode
+runs the recurrence in real arithmetic on (re, im) pairs. Both start from the same initial state
+x_{-1}, whose effect on the outputs (2·Re(C Ā^{t+1} x_{-1})) and the final state are added in
+closed form, so windows can be chained.
+
+A = -exp(log_A_real) + i·A_imag keeps Re(A) < 0, hence |Ā| < 1 for both discretizations.
+Inits: diag-lin (A_n = -½ + iπn), diag-inv (S4D-Inv), real (A_n = -(n+1)), legs (S4D-LegS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import State, StateField, mark_ssm_param
+from models.complex import cdiv, cexp, cmul, split_pair, stack_pair
+from models.hippo import s4d_legs_init
+from models.registry import register
+from models.stack import SSMForecaster, StackConfig
+
+INITS = ("diag-lin", "diag-inv", "real", "legs")
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def s4d_init_A(init: str, H: int, N2: int) -> tuple[Tensor, Tensor]:
+    """Initial A (H, N2) complex128 and B (H, N2) complex128 for an S4D init."""
+    n = torch.arange(N2, dtype=torch.float64)
+    B = torch.ones(N2, dtype=torch.complex128)
+    if init == "diag-lin":
+        A = torch.complex(-0.5 * torch.ones(N2, dtype=torch.float64), math.pi * n)
+    elif init == "diag-inv":
+        N = 2 * N2
+        A = torch.complex(-0.5 * torch.ones(N2, dtype=torch.float64), N / math.pi * (N / (2 * n + 1) - 1))
+    elif init == "real":
+        A = torch.complex(-(n + 1), torch.zeros(N2, dtype=torch.float64))
+    elif init == "legs":
+        A, B = s4d_legs_init(N2)
+    else:
+        raise ValueError(f"unknown S4D init {init!r}; choose from {INITS}")
+    return A.expand(H, N2).clone(), B.expand(H, N2).clone()
+
+
+class S4DKernel(nn.Module):
+    """The diagonal SSM itself: parameters, discretization, kernel, recurrence. u (B, L, H) → (B, L, H)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        init: str = "diag-lin",
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        lr: float | None = 1e-3,
+        n_directions: int = 1,
+    ):
+        super().__init__()
+        if d_state % 2:
+            raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
+        if disc not in DISCRETIZATIONS:
+            raise ValueError(f"unknown discretization {disc!r}; choose from {DISCRETIZATIONS}")
+        H, N2 = d_model, d_state // 2
+        self.H, self.N2, self.disc = H, N2, disc
+        A, B = s4d_init_A(init, H, N2)
+        log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        C = torch.randn(n_directions, H, N2, dtype=torch.complex128) * (0.5**0.5)
+        self.log_dt = mark_ssm_param(nn.Parameter(log_dt.float()), lr)
+        self.log_A_real = mark_ssm_param(nn.Parameter(torch.log(-A.real).float()), lr)  # Re A = -exp(·) < 0
+        self.A_imag = mark_ssm_param(nn.Parameter(A.imag.float()), lr)
+        self.B = mark_ssm_param(nn.Parameter(torch.view_as_real(B).float()), lr)  # (H, N2, 2)
+        self.C = nn.Parameter(torch.view_as_real(C).float())  # (n_dir, H, N2, 2)
+        self.D = nn.Parameter(torch.randn(H))
+
+    def discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Ā and B̄ as (re, im) pairs, each (H, N2); real arithmetic only (exportable)."""
+        dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
+        a_re, a_im = -torch.exp(self.log_A_real), self.A_imag  # (H, N2)
+        b_re, b_im = split_pair(self.B)
+        dta_re, dta_im = a_re * dt, a_im * dt
+        if self.disc == "zoh":
+            dA_re, dA_im = cexp(dta_re, dta_im)  # exp(dt·A)
+            q_re, q_im = cdiv(dA_re - 1, dA_im, a_re, a_im)  # (exp(dt·A) − 1) / A
+            dB_re, dB_im = cmul(q_re, q_im, b_re, b_im)
+        else:
+            den_re, den_im = 1 - dta_re / 2, -dta_im / 2  # 1 − dt·A/2
+            dA_re, dA_im = cdiv(1 + dta_re / 2, dta_im / 2, den_re, den_im)
+            dB_re, dB_im = cdiv(b_re * dt, b_im * dt, den_re, den_im)
+        return dA_re, dA_im, dB_re, dB_im
+
+    def discrete_poles(self) -> Tensor:
+        dA_re, dA_im, _, _ = self.discretize()
+        return torch.complex(dA_re, dA_im)
+
+    def continuous_poles(self) -> Tensor:
+        return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+
+    def _powers(self, dA: Tensor, L: int) -> Tensor:
+        """Ā^l for l = 0 … L, (H, N2, L+1) complex, by exp(l·log Ā)."""
+        l = torch.arange(L + 1, device=dA.device, dtype=dA.real.dtype)
+        return torch.exp(torch.log(dA).unsqueeze(-1) * l)
+
+    def forward(
+        self, u: Tensor, state: Tensor | None = None, return_state: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """u (B, L, H), state (B, H, N2, 2) or None (zero) → y (B, L, H) with D skip, final state."""
+        L = u.shape[1]
+        dA_re, dA_im, dB_re, dB_im = self.discretize()
+        dA, dB = torch.complex(dA_re, dA_im), torch.complex(dB_re, dB_im)  # (H, N2)
+        C = torch.complex(self.C[..., 0], self.C[..., 1])  # (n_dir, H, N2)
+        V = self._powers(dA, L)  # (H, N2, L+1)
+        K = 2 * torch.einsum("dhn,hnl->dhl", C * dB, V[..., :L]).real  # (n_dir, H, L)
+        uT = u.transpose(1, 2)  # (B, H, L)
+        y = fft_causal_conv(uT, K[0])  # (B, H, L)
+        if K.shape[0] == 2:  # bidirectional: anti-causal half on the flipped sequence
+            y = y + fft_causal_conv(uT.flip(-1), K[1]).flip(-1)
+        y = y + self.D.unsqueeze(-1) * uT
+        new_state = None
+        if state is not None or return_state:
+            if K.shape[0] == 2:
+                raise RuntimeError("a bidirectional S4D layer has no recurrent state (it is non-causal)")
+            x0 = None if state is None else torch.complex(state[..., 0], state[..., 1])  # (B, H, N2)
+            if x0 is not None:
+                y = y + 2 * torch.einsum("bhn,hn,hnl->bhl", x0, C[0], V[..., 1:]).real
+            if return_state:
+                # x_{L-1} = Ā^L x_{-1} + Σ_k Ā^{L-1-k} B̄ u_k
+                xL = torch.einsum("bhl,hnl->bhn", uT.to(V.dtype), V[..., :L].flip(-1)) * dB
+                if x0 is not None:
+                    xL = xL + V[..., L] * x0
+                new_state = torch.view_as_real(xL).contiguous()
+        return y.transpose(1, 2), new_state
+
+    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """u_t (B, H), state (B, H, N2, 2) → y_t (B, H) (D skip included), new state. Real arithmetic."""
+        if self.C.shape[0] != 1:
+            raise RuntimeError("a bidirectional S4D layer has no recurrent step (it is non-causal)")
+        dA_re, dA_im, dB_re, dB_im = self.discretize()
+        x_re, x_im = split_pair(state)  # (B, H, N2)
+        u = u_t.unsqueeze(-1)  # (B, H, 1)
+        ax_re, ax_im = cmul(dA_re, dA_im, x_re, x_im)
+        nx_re, nx_im = ax_re + dB_re * u, ax_im + dB_im * u
+        c_re, c_im = split_pair(self.C[0])
+        y = 2 * (c_re * nx_re - c_im * nx_im).sum(-1) + self.D * u_t
+        return y, stack_pair(nx_re, nx_im)
+
+
+def fft_causal_conv(u: Tensor, k: Tensor) -> Tensor:
+    """Causal convolution y_t = Σ_{j≤t} k_j u_{t-j} by FFT. u (B, H, L), k (H, L) → (B, H, L)."""
+    L = u.shape[-1]
+    n = 2 * L
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
+    return y[..., :L]
+
+
+class S4DLayer(nn.Module):
+    """S4D block as in the reference: SSM (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU.
+
+    u (B, L, H) → (B, L, H). `bidirectional=True` adds an anti-causal kernel for offline,
+    non-causal use (scoring whole windows); such a layer has no recurrent step.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        init: str = "diag-lin",
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        lr: float | None = 1e-3,
+    ):
+        super().__init__()
+        self.d_model, self.bidirectional = d_model, bidirectional
+        n_dir = 2 if bidirectional else 1
+        self.kernel = S4DKernel(d_model, d_state, init, disc, dt_min, dt_max, lr, n_directions=n_dir)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(d_model, 2 * d_model)
+
+    def state_spec(self) -> list[StateField]:
+        if self.bidirectional:
+            raise RuntimeError("S4D with bidirectional=True is non-causal: it has no recurrent state or step; "
+                               "use forward() over whole windows")
+        return [StateField("ssm", (self.d_model, self.kernel.N2, 2))]
+
+    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
+        y, s = self.kernel(u, None if state is None else state[0], return_state)
+        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        return y, ((s,) if return_state else None)
+
+    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
+        if self.bidirectional:
+            self.state_spec()  # raises the explanatory error
+        y, s = self.kernel.step(u_t, state[0])
+        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        return y, (s,)
+
+
+@dataclass
+class S4DConfig(StackConfig):
+    d_state: int = 64
+    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = False
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.disc not in DISCRETIZATIONS:
+            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
+        if self.d_state < 2 or self.d_state % 2:
+            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+
+
+@register("s4d")
+class S4D(SSMForecaster):
+    """Stack of S4D layers with a multi-horizon head."""
+
+    Config = S4DConfig
+
+    def make_layer(self, i: int) -> nn.Module:
+        c: S4DConfig = self.config
+        return S4DLayer(c.d_model, c.d_state, c.init, c.disc, c.dt_min, c.dt_max, c.dropout, c.bidirectional, c.ssm_lr)

@@ -1,0 +1,103 @@
+"""Deep SSM stack: input projection → N pre-norm residual blocks of a sequence layer → norm → head.
+
+Every SSM of the zoo (S4, S4D, S5, Mamba, H3, LRU, gated-MLP) is this stack around its own layer.
+A sequence layer maps (B, L, D) → (B, L, D) and has the same three streaming methods as a model:
+
+    forward(u, state=None, return_state=False) -> (y, state | None)   # u (B, L, D)
+    step(u_t, state) -> (y_t, state)                                  # u_t (B, D)
+    state_spec() -> list[StateField]                                  # per-cell shapes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.base import ForecastHead, ModelConfig, State, StateField, StreamingModel, split_state
+
+
+@dataclass
+class StackConfig(ModelConfig):
+    d_model: int = 64
+    n_layers: int = 4
+    norm: str = "layer"  # "layer" | "rms"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.norm not in ("layer", "rms"):
+            raise ValueError(f"norm must be 'layer' or 'rms', got {self.norm!r}")
+        if self.d_model < 1 or self.n_layers < 1:
+            raise ValueError("d_model and n_layers must be ≥ 1")
+
+
+class SSMForecaster(StreamingModel):
+    """The stack; subclasses provide `make_layer(i)` and a `Config` derived from StackConfig."""
+
+    Config = StackConfig
+
+    def __init__(self, config: StackConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.encoder = nn.Linear(config.d_input, d)
+        norm = nn.LayerNorm if config.norm == "layer" else nn.RMSNorm
+        self.layers = nn.ModuleList(self.make_layer(i) for i in range(config.n_layers))
+        self.norms = nn.ModuleList(norm(d) for _ in range(config.n_layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.final_norm = norm(d)
+        self.head = ForecastHead(d, config.horizon, config.n_targets, config.target_index)
+
+    def make_layer(self, i: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _layer_sizes(self) -> list[int]:
+        return [len(layer.state_spec()) for layer in self.layers]
+
+    def state_spec(self) -> list[StateField]:
+        return [
+            StateField(f"layer{i}.{f.name}", f.shape) for i, layer in enumerate(self.layers) for f in layer.state_spec()
+        ]
+
+    def _run(self, x: Tensor, state: State | None, return_state: bool) -> tuple[Tensor, State]:
+        h = self.encoder(x)  # (B, L, d)
+        states = split_state(state, self._layer_sizes()) if state is not None else [None] * len(self.layers)
+        new_states: list[Tensor] = []
+        for layer, norm, s in zip(self.layers, self.norms, states):
+            z, s_out = layer(norm(h), state=s, return_state=return_state)
+            h = h + self.dropout(z)
+            if return_state:
+                new_states.extend(s_out)
+        y = self.head(self.final_norm(h), x)  # (B, L, H, K)
+        return y, tuple(new_states)
+
+    def forward(self, x: Tensor, state: State | None = None) -> Tensor:
+        return self._run(x, state, return_state=False)[0]
+
+    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        return self._run(x, state, return_state=True)
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        h = self.encoder(x_t)  # (B, d)
+        new_states: list[Tensor] = []
+        for layer, norm, s in zip(self.layers, self.norms, split_state(state, self._layer_sizes())):
+            z, s_out = layer.step(norm(h), s)
+            h = h + self.dropout(z)
+            new_states.extend(s_out)
+        return self.head(self.final_norm(h), x_t), tuple(new_states)
+
+
+def causal_conv_step(conv_state: Tensor, u_t: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """One step of a causal depthwise conv1d with kernel width W.
+
+    conv_state (B, D, W-1) holds the previous W-1 inputs (oldest first), u_t (B, D), weight (D, W).
+    Returns y_t (B, D) and the shifted conv state. Pure (no in-place writes).
+    """
+    window = torch.cat([conv_state, u_t.unsqueeze(-1)], dim=-1)  # (B, D, W)
+    y = (window * weight).sum(-1)
+    if bias is not None:
+        y = y + bias
+    return y, window[..., 1:]

@@ -1,0 +1,77 @@
+"""Helpers for the zoo's contract tests: tiny configs, a synthetic KPI signal, comparisons."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from models import create_model, model_class
+
+D_IN, N_TGT, HORIZON = 3, 2, 4
+TARGET_INDEX = (0, 2)
+
+# Small sizes for any config field a model has (unknown fields are skipped per model).
+TINY = {
+    "d_model": 8, "n_layers": 2, "d_state": 8, "d_inner": 16, "expand": 2, "n_heads": 2, "d_ff": 16,
+    "window": 48, "d_head": 4, "kernel_size": 3, "d_conv": 3, "patch_len": 4, "stride": 4, "n_experts": 3,
+    "d_hidden": 16, "rank": 2, "top_k": 2,
+}
+
+
+def tiny_model(name: str, dtype=torch.float64, **overrides):
+    fields = {f.name for f in dataclasses.fields(model_class(name).Config)}
+    cfg = {k: v for k, v in TINY.items() if k in fields}
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    m = create_model(name, d_input=D_IN, n_targets=N_TGT, horizon=HORIZON, target_index=TARGET_INDEX, **cfg)
+    return m.to(dtype).eval()
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| (scale-relative error)."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def run_steps(model, x: torch.Tensor, state):
+    ys = []
+    for t in range(x.shape[1]):
+        y_t, state = model.step(x[:, t], state)
+        ys.append(y_t)
+    return torch.stack(ys, 1), state
+
+
+def random_state(model, batch: int, seed: int = 1):
+    """A non-zero state a real stream could reach: run the model over a random prefix."""
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    prefix = torch.randn(batch, 40, D_IN, generator=g, dtype=dtype)
+    with torch.no_grad():
+        _, state = model.forward_with_state(prefix)
+    return state
+
+
+def synthetic_kpis(n_cells: int, length: int, seed: int = 0) -> torch.Tensor:
+    """(n_cells, length, 3) normalized KPI-like series: daily cycle + AR(1) noise + a coupled KPI."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float32)
+    phase = torch.rand(n_cells, 1, generator=g) * 2 * math.pi
+    period = 48.0
+    load = torch.sin(2 * math.pi * t / period + phase) + 0.5 * torch.sin(4 * math.pi * t / period + 2 * phase)
+    noise = torch.zeros(n_cells, length)
+    eps = 0.3 * torch.randn(n_cells, length, generator=g)
+    for i in range(1, length):
+        noise[:, i] = 0.8 * noise[:, i - 1] + eps[:, i]
+    load = load + noise
+    prb = 0.7 * load + 0.2 * torch.randn(n_cells, length, generator=g)
+    rsrp = 0.5 * torch.roll(load, 3, dims=1) + 0.3 * torch.randn(n_cells, length, generator=g)
+    x = torch.stack([load, rsrp, prb], -1)
+    return (x - x.mean((0, 1))) / x.std((0, 1))
+
+
+def horizon_targets(x: torch.Tensor, horizon: int, target_index=TARGET_INDEX) -> torch.Tensor:
+    """(B, L, D) → (B, L−H, H, K): the true targets at t+1 … t+H for t < L−H."""
+    L = x.shape[1]
+    tgt = x[..., list(target_index)]
+    return torch.stack([tgt[:, h + 1 : L - horizon + h + 1] for h in range(horizon)], dim=2)
