@@ -26,3 +26,13 @@ def test_broadcast_a_and_gradcheck():
     b = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.allclose(linear_scan(a, b), linear_scan_ref(a, b), atol=1e-12)
     assert torch.autograd.gradcheck(lambda a, b: linear_scan(a, b), (a, b))
+
+
+@pytest.mark.parametrize("L", [1, 5, 64, 257])
+def test_time_invariant_fast_path(L):
+    g = torch.Generator().manual_seed(L)
+    a = torch.rand(1, 1, 4, dtype=torch.float64, generator=g) * torch.exp(1j * torch.rand(1, 1, 4, dtype=torch.float64))
+    b = torch.randn(2, L, 4, dtype=torch.complex128, generator=g)
+    h0 = torch.randn(2, 4, dtype=torch.complex128, generator=g)
+    for init in (None, h0):
+        assert torch.allclose(linear_scan(a, b, init), linear_scan_ref(a, b, init), atol=1e-12)

@@ -1,0 +1,222 @@
+"""S5: simplified state-space layer (Smith, Warrington, Linderman, "Simplified State Space Layers
+for Sequence Modeling", ICLR 2023).
+
+One MIMO diagonal SSM shared by all H channels (S4/S4D run H independent SISO SSMs). With P complex
+modes kept from the conjugate-symmetric half of a 2P-dimensional real system (d_state = 2P):
+
+    x_t = Λ̄ ⊙ x_{t-1} + B̄ u_t,     y_t = 2·Re(C̃ x_t) + D ⊙ u_t
+
+Λ̄ (P,), B̄ (P, H), C̃ (H, P) complex; D (H,) real. The state is P complex numbers per cell, whatever H.
+
+Init (the paper's): Λ and V diagonalize the normal part of HiPPO-LegS, A + P Pᵀ = V Λ V*, keeping the
+modes with Im Λ > 0 (their conjugates are the other half), optionally as `blocks` = J copies of a
+(d_state/J)-sized HiPPO placed block-diagonally. B̃ = V⁻¹ B₀ = V* B₀ with B₀ real lecun-normal
+(d_state, H); C̃ = C₀ V with C₀ complex lecun-normal (H, d_state); Δ per mode, log-uniform in
+[dt_min, dt_max]; D standard normal. Re Λ = -exp(log_Lambda_real) < 0 keeps |Λ̄| < 1 for both
+discretizations (ZOH: Λ̄ = exp(ΔΛ), B̄ = (Λ̄ − 1)/Λ · B̃; bilinear: Λ̄ = (1 + ΔΛ/2)/(1 − ΔΛ/2),
+B̄ = Δ/(1 − ΔΛ/2) · B̃).
+
+Parallel mode: the associative scan models.scan.linear_scan over Bu_t (no FFT: the MIMO kernel would
+be an (H, H, L) tensor), started from the initial state x_{-1}; the last scanned state is the final
+state. Recurrent mode: the same recurrence in real arithmetic on (re, im) pairs (ONNX-exportable).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import State, StateField, mark_ssm_param
+from models.complex import cdiv, cexp, cmul, split_pair, stack_pair
+from models.hippo import nplr_legs
+from models.registry import register
+from models.scan import linear_scan
+from models.stack import SSMForecaster, StackConfig
+
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def check_blocks(d_state: int, blocks: int) -> None:
+    """Raise ValueError unless d_state splits into `blocks` HiPPO blocks of even size ≥ 2."""
+    if blocks < 1:
+        raise ValueError(f"blocks must be ≥ 1, got {blocks}")
+    if d_state < 2 or d_state % (2 * blocks):
+        raise ValueError(
+            f"d_state must be a positive multiple of 2·blocks (even-sized HiPPO blocks), "
+            f"got d_state={d_state}, blocks={blocks}"
+        )
+
+
+def s5_hippo_init(d_state: int, blocks: int = 1) -> tuple[Tensor, Tensor]:
+    """Λ (P,) and V (d_state, P) complex128, P = d_state/2: the Im Λ > 0 half of the eigenpairs of the
+    normal part of HiPPO-LegS, `blocks` copies of size d_state/blocks placed block-diagonally.
+
+    2·Re(V diag(Λ) V*) is the block-diagonal normal part A + P Pᵀ; V has orthonormal columns."""
+    check_blocks(d_state, blocks)
+    n = d_state // blocks
+    Lam, V, _, _ = nplr_legs(n)
+    Lam, V = Lam[: n // 2], V[:, : n // 2]
+    Lam = np.tile(Lam, blocks)  # (P,)
+    V = np.kron(np.eye(blocks), V)  # (d_state, P) block-diagonal
+    return torch.from_numpy(Lam), torch.from_numpy(V)
+
+
+def lecun_normal(*shape: int, fan_in: int) -> Tensor:
+    """float64 samples of variance 1/fan_in from a normal truncated at ±2σ (JAX's lecun_normal)."""
+    std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978  # rescaled so the truncated variance is 1/fan_in
+    return nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=std, a=-2 * std, b=2 * std)
+
+
+class S5SSM(nn.Module):
+    """The MIMO diagonal SSM: parameters, discretization, scan, recurrence. u (B, L, H) → (B, L, H)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        blocks: int = 1,
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        lr: float | None = 1e-3,
+    ):
+        super().__init__()
+        check_blocks(d_state, blocks)
+        if disc not in DISCRETIZATIONS:
+            raise ValueError(f"unknown discretization {disc!r}; choose from {DISCRETIZATIONS}")
+        H, P = d_model, d_state // 2
+        self.H, self.P, self.disc = H, P, disc
+        Lam, V = s5_hippo_init(d_state, blocks)  # (P,), (d_state, P)
+        B = V.conj().T @ lecun_normal(d_state, H, fan_in=d_state).to(V.dtype)  # (P, H): V⁻¹ B₀
+        # fan_in follows the reference implementation (JAX's default in_axis on these shapes)
+        C0 = torch.complex(lecun_normal(H, d_state, fan_in=d_state), lecun_normal(H, d_state, fan_in=d_state))
+        C = C0 @ V  # (H, P)
+        log_dt = torch.rand(P, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_Lambda_real = mark_ssm_param(nn.Parameter(torch.log(-Lam.real).float()), lr)  # Re Λ = -exp(·)
+        self.Lambda_imag = mark_ssm_param(nn.Parameter(Lam.imag.float()), lr)
+        self.log_dt = mark_ssm_param(nn.Parameter(log_dt.float()), lr)
+        self.B = mark_ssm_param(nn.Parameter(torch.view_as_real(B).float().contiguous()), lr)  # (P, H, 2)
+        self.C = nn.Parameter(torch.view_as_real(C).float().contiguous())  # (H, P, 2)
+        self.D = nn.Parameter(torch.randn(H))
+
+    def discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Λ̄ (P,) and B̄ (P, H) as (re, im) pairs; real arithmetic only (exportable)."""
+        dt = torch.exp(self.log_dt)  # (P,)
+        a_re, a_im = -torch.exp(self.log_Lambda_real), self.Lambda_imag  # (P,)
+        dta_re, dta_im = a_re * dt, a_im * dt
+        if self.disc == "zoh":
+            dA_re, dA_im = cexp(dta_re, dta_im)  # exp(Δ·Λ)
+            q_re, q_im = cdiv(dA_re - 1, dA_im, a_re, a_im)  # (exp(Δ·Λ) − 1) / Λ
+        else:
+            den_re, den_im = 1 - dta_re / 2, -dta_im / 2  # 1 − Δ·Λ/2
+            dA_re, dA_im = cdiv(1 + dta_re / 2, dta_im / 2, den_re, den_im)
+            q_re, q_im = cdiv(dt, torch.zeros_like(dt), den_re, den_im)  # Δ / (1 − Δ·Λ/2)
+        b_re, b_im = split_pair(self.B)  # (P, H)
+        dB_re, dB_im = cmul(q_re.unsqueeze(-1), q_im.unsqueeze(-1), b_re, b_im)
+        return dA_re, dA_im, dB_re, dB_im
+
+    def discrete_poles(self) -> Tensor:
+        dA_re, dA_im, _, _ = self.discretize()
+        return torch.complex(dA_re, dA_im)
+
+    def continuous_poles(self) -> Tensor:
+        return torch.complex(-torch.exp(self.log_Lambda_real), self.Lambda_imag)
+
+    def forward(
+        self, u: Tensor, state: Tensor | None = None, return_state: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """u (B, L, H), state (B, P, 2) or None (zero) → y (B, L, H) with D skip, final state (B, P, 2)."""
+        dA_re, dA_im, dB_re, dB_im = self.discretize()
+        Bu = torch.complex(u @ dB_re.T, u @ dB_im.T)  # (B, L, P)
+        x0 = None if state is None else torch.complex(state[..., 0], state[..., 1])  # (B, P)
+        xs = linear_scan(torch.complex(dA_re, dA_im).view(1, 1, -1), Bu, x0, dim=1)  # (B, L, P)
+        c_re, c_im = split_pair(self.C)  # (H, P)
+        y = 2 * (xs.real @ c_re.T - xs.imag @ c_im.T) + self.D * u  # (B, L, H)
+        new_state = torch.view_as_real(xs[:, -1]).contiguous() if return_state else None
+        return y, new_state
+
+    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """u_t (B, H), state (B, P, 2) → y_t (B, H) (D skip included), new state. Real arithmetic."""
+        dA_re, dA_im, dB_re, dB_im = self.discretize()
+        x_re, x_im = split_pair(state)  # (B, P)
+        ax_re, ax_im = cmul(dA_re, dA_im, x_re, x_im)
+        nx_re, nx_im = ax_re + u_t @ dB_re.T, ax_im + u_t @ dB_im.T
+        c_re, c_im = split_pair(self.C)
+        y = 2 * (nx_re @ c_re.T - nx_im @ c_im.T) + self.D * u_t
+        return y, stack_pair(nx_re, nx_im)
+
+
+class S5Layer(nn.Module):
+    """S5 block as in the paper: SSM (+ D skip) → GELU → dropout → weighted sigmoid gate
+    z ⊙ σ(W z) with W (H, H). u (B, L, H) → (B, L, H).
+
+    The paper's gate rather than S4D's Linear(H, 2H) → GLU: it is what S5's results were obtained
+    with, and costs H² instead of 2H² weights. The dropout after the gate is the stack's residual
+    dropout."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        blocks: int = 1,
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+        lr: float | None = 1e-3,
+    ):
+        super().__init__()
+        self.ssm = S5SSM(d_model, d_state, blocks, disc, dt_min, dt_max, lr)
+        self.dropout = nn.Dropout(dropout)
+        self.gate = nn.Linear(d_model, d_model)
+
+    def state_spec(self) -> list[StateField]:
+        return [StateField("ssm", (self.ssm.P, 2))]
+
+    def _gate(self, y: Tensor) -> Tensor:
+        z = self.dropout(F.gelu(y))
+        return z * torch.sigmoid(self.gate(z))
+
+    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
+        y, s = self.ssm(u, None if state is None else state[0], return_state)
+        return self._gate(y), ((s,) if return_state else None)
+
+    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
+        y, s = self.ssm.step(u_t, state[0])
+        return self._gate(y), (s,)
+
+
+@dataclass
+class S5Config(StackConfig):
+    d_state: int = 64  # 2P: total real-equivalent modes; the state keeps P complex modes
+    blocks: int = 1  # J HiPPO blocks on the block diagonal of the init
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_blocks(self.d_state, self.blocks)
+        if self.disc not in DISCRETIZATIONS:
+            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min ≤ dt_max, got {self.dt_min}, {self.dt_max}")
+        if self.ssm_lr <= 0:
+            raise ValueError(f"ssm_lr must be > 0, got {self.ssm_lr}")
+
+
+@register("s5")
+class S5(SSMForecaster):
+    """Stack of S5 layers with a multi-horizon head."""
+
+    Config = S5Config
+
+    def make_layer(self, i: int) -> nn.Module:
+        c: S5Config = self.config
+        return S5Layer(c.d_model, c.d_state, c.blocks, c.disc, c.dt_min, c.dt_max, c.dropout, c.ssm_lr)

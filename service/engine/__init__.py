@@ -1,0 +1,1 @@
+"""The streaming engine: per-cell state table, micro-batched recurrent steps."""

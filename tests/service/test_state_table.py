@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from service.engine.state_table import StateTable, TableFullError
+
+SPEC = [("layer0.ssm", (4, 2, 2)), ("layer0.conv", (3,))]
+
+
+def test_gather_scatter_round_trip_and_growth():
+    t = StateTable(SPEC, capacity=2)
+    cells = [f"c{i}" for i in range(5)]
+    slots = t.slots_for(cells, now_ms=0)
+    assert len(set(slots.tolist())) == 5 and t.capacity >= 5
+    states = t.gather(slots)
+    assert [s.shape for s in states] == [(5, 4, 2, 2), (5, 3)] and all((s == 0).all() for s in states)
+    new = [np.random.default_rng(0).standard_normal(s.shape).astype(np.float32) for s in states]
+    t.scatter(slots, new)
+    again = t.gather(t.slots_for(cells[::-1], now_ms=1))
+    np.testing.assert_array_equal(again[0], new[0][::-1])
+    assert t.bytes_per_cell == 4 * (16 + 3)
+
+
+def test_eviction_only_after_three_idle_periods_least_recent_first():
+    t = StateTable(SPEC, capacity=2, max_cells=2)
+    t.slots_for(["a"], now_ms=0)
+    t.slots_for(["b"], now_ms=1000)
+    with pytest.raises(TableFullError):
+        t.slots_for(["c"], now_ms=2500, period_ms=1000)  # a idle 2.5 periods: kept
+    t.slots_for(["c"], now_ms=3000, period_ms=1000)  # a idle 3 periods: evicted
+    assert "a" not in t and "b" in t and "c" in t
+    assert t.evict_idle(now_ms=3500, period_ms=1000) == []  # b idle 2.5 periods, c 0.5
+    assert t.evict_idle(now_ms=6000, period_ms=1000) == ["b", "c"]  # both ≥ 3 periods, oldest first
+
+
+def test_evict_idle_orders_by_last_seen():
+    t = StateTable(SPEC, capacity=4)
+    for i, c in enumerate(["x", "y", "z"]):
+        t.slots_for([c], now_ms=i * 100)
+    assert t.evict_idle(now_ms=10_000, period_ms=100, limit=2) == ["x", "y"]
+    assert t.cells() == ["z"]
+
+
+def test_new_cell_starts_from_zero_state_even_in_reused_slot():
+    t = StateTable(SPEC, capacity=1, max_cells=1)
+    s = t.slots_for(["a"], 0)
+    t.scatter(s, [np.ones((1, 4, 2, 2), np.float32), np.ones((1, 3), np.float32)])
+    t.slots_for(["b"], 10_000, period_ms=1000)
+    assert all((a == 0).all() for a in t.get("b"))
+
+
+def test_pack_unpack_and_bad_records():
+    t = StateTable(SPEC)
+    t.set("a", [np.arange(16, dtype=np.float32).reshape(4, 2, 2), np.array([1, 2, 3], np.float32)])
+    rec = t.pack("a")
+    t2 = StateTable(SPEC)
+    t2.restore({"a": rec})
+    for x, y in zip(t.get("a"), t2.get("a")):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="holds"):
+        StateTable([("s", (5,))]).unpack(rec)
+    with pytest.raises(ValueError, match="format"):
+        t.unpack(b"XXXX" + rec[4:])
+    with pytest.raises(ValueError, match="short"):
+        t.unpack(b"MS")
