@@ -1,0 +1,188 @@
+"""H3: Hungry Hungry Hippos (Fu, Dao et al., "Hungry Hungry Hippos: Towards Language Modeling with
+State Space Models", 2023).
+
+Per position, with q, k, v = W_q u, W_k u, W_v u (each (D,), split into n_heads heads of d_head):
+
+    k̃ = ShiftSSM(k)                       per channel: k̃_t = Σ_{j<W} c_j k_{t-j}
+    KV_t = DiagSSM(k̃_t ⊗ v_t)            per head h: a (d_head × d_head) matrix, one S4D kernel per head
+    y_t = W_o [q_tᵀ KV_t]_heads           per head: Σ_i q_t[i] · KV_t[i, :]
+
+The shift SSM is an SSM whose A is the W×W shift matrix and B = e_1 (both fixed), so its state is the
+last W inputs and its kernel is C itself: a learned causal FIR filter of length W = shift_size. It
+remembers the last few k (a local "which token came before" memory); the diagonal SSM (S4D, reused
+from models.layers.s4d) accumulates the gated products k̃ ⊗ v over the long range, as linear attention
+would. With d_head = 1 (the paper's default and ours) every channel is its own head and the outer
+product is the elementwise product k̃ ⊙ v.
+
+Recurrent state, per cell:
+    shift (D, W-1)                          the last W-1 inputs k_{t-W+1} … k_{t-1}, oldest first. The
+                                            shift SSM's state x_t = (k_t, …, k_{t-W+1}) minus its oldest
+                                            entry, which can no longer reach an output; stepped as a
+                                            shift register with torch.cat.
+    ssm   (d_head, d_head, n_heads, N/2, 2) the diagonal SSM state, complex as (re, im).
+
+Numerics: parallel mode runs the shift SSM as a depthwise conv1d over [state, k] (exact: it is a
+finite sum) and the diagonal SSM by FFT with its initial state added in closed form (S4DKernel);
+recurrent mode runs both in real arithmetic, so the step exports to ONNX. The shift SSM has no D
+skip: with B = e_1 fixed, c_0 already weighs the current input. Its A is nilpotent (all poles 0), so
+it exposes no `discrete_poles`; only the diagonal SSM's poles are reported, |Ā| < 1 by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import State, StateField
+from models.layers.s4d import DISCRETIZATIONS, INITS, S4DKernel
+from models.registry import register
+from models.stack import SSMForecaster, StackConfig, causal_conv_step
+
+
+class ShiftSSM(nn.Module):
+    """Shift SSM: x_t = S x_{t-1} + e_1 u_t, y_t = C x_t, with S the W×W shift matrix. u (B, L, H) → (B, L, H).
+
+    Its kernel K_j = C S^j e_1 is C[:, j] for j < W and 0 beyond: C[:, j] weighs the input j steps back.
+    """
+
+    def __init__(self, d_model: int, size: int):
+        super().__init__()
+        if size < 2:
+            raise ValueError(f"shift SSM size must be ≥ 2, got {size}")
+        self.H, self.W = d_model, size
+        # Var(y) ≈ Var(u) at init (the reference draws C ~ N(0, 1) plus a D skip, for W = 64 that grows k̃ 8×).
+        self.C = nn.Parameter(torch.randn(d_model, size) / math.sqrt(size))  # (H, W)
+
+    def kernel(self) -> Tensor:
+        """K (H, W): K[:, j] = C S^j e_1, the weight of u_{t-j} in y_t."""
+        return self.C
+
+    def forward(
+        self, u: Tensor, state: Tensor | None = None, return_state: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """u (B, L, H), state (B, H, W-1) (the last W-1 inputs, oldest first) or None (zero) → y (B, L, H), state."""
+        uT = u.transpose(1, 2)  # (B, H, L)
+        if state is None:
+            state = uT.new_zeros(uT.shape[0], self.H, self.W - 1)
+        window = torch.cat([state, uT], dim=-1)  # (B, H, W-1+L)
+        # conv1d is a cross-correlation: the last tap meets the newest input, hence the flip.
+        y = F.conv1d(window, self.kernel().flip(-1).unsqueeze(1), groups=self.H)  # (B, H, L)
+        new_state = window[..., -(self.W - 1) :].contiguous() if return_state else None
+        return y.transpose(1, 2), new_state
+
+    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """u_t (B, H), state (B, H, W-1) → y_t (B, H), the shifted register. Pure."""
+        return causal_conv_step(state, u_t, self.kernel().flip(-1), None)
+
+
+class H3Layer(nn.Module):
+    """H3 block: q, k, v projections → shift SSM on k → k̃ ⊗ v → diagonal SSM (per head) → q · (…) → W_o.
+
+    u (B, L, D) → (B, L, D). d_model must be a multiple of d_head (ValueError otherwise).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        shift_size: int | None = None,
+        d_head: int = 1,
+        init: str = "diag-lin",
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+        lr: float | None = 1e-3,
+    ):
+        super().__init__()
+        if d_head < 1 or d_model % d_head:
+            raise ValueError(f"d_head must divide d_model={d_model}, got {d_head}")
+        self.d_model, self.d_head, self.n_heads = d_model, d_head, d_model // d_head
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.shift = ShiftSSM(d_model, shift_size or d_state)
+        self.kernel = S4DKernel(self.n_heads, d_state, init, disc, dt_min, dt_max, lr)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(d_model, d_model)
+
+    def state_spec(self) -> list[StateField]:
+        dh = self.d_head
+        return [
+            StateField("shift", (self.d_model, self.shift.W - 1)),
+            StateField("ssm", (dh, dh, self.n_heads, self.kernel.N2, 2)),
+        ]
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """(..., D) with channels ordered (head, i) → (..., n_heads, d_head)."""
+        return x.unflatten(-1, (self.n_heads, self.d_head))
+
+    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
+        B, L, D = u.shape
+        dh, nh = self.d_head, self.n_heads
+        s_shift, s_ssm = (None, None) if state is None else state
+        q, k, v = self.qkv(u).chunk(3, dim=-1)  # (B, L, D) each
+        k, s_shift = self.shift(k, s_shift, return_state)  # (B, L, D)
+        q, k, v = (self._heads(x).permute(0, 3, 1, 2) for x in (q, k, v))  # (B, d_head, L, n_heads)
+        kv = k.unsqueeze(2) * v.unsqueeze(1)  # (B, i, j, L, n_heads): k̃_i v_j per head
+        # the d_head² entries of each head share that head's kernel: fold them into the batch
+        s_in = None if s_ssm is None else s_ssm.reshape(B * dh * dh, nh, self.kernel.N2, 2)
+        y, s_ssm = self.kernel(kv.reshape(B * dh * dh, L, nh), s_in, return_state)  # (B·dh², L, nh)
+        y = (q.unsqueeze(2) * y.reshape(B, dh, dh, L, nh)).sum(1)  # (B, j, L, n_heads): Σ_i q_i KV_ij
+        y = y.permute(0, 2, 3, 1).reshape(B, L, D)  # (B, L, D)
+        y = self.out(self.dropout(y))
+        if not return_state:
+            return y, None
+        return y, (s_shift, s_ssm.reshape(B, dh, dh, nh, self.kernel.N2, 2))
+
+    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
+        dh, nh, N2 = self.d_head, self.n_heads, self.kernel.N2
+        s_shift, s_ssm = state
+        q, k, v = self.qkv(u_t).chunk(3, dim=-1)  # (B, D) each
+        k, s_shift = self.shift.step(k, s_shift)  # (B, D)
+        q, k, v = (self._heads(x).transpose(1, 2) for x in (q, k, v))  # (B, d_head, n_heads)
+        kv = k.unsqueeze(2) * v.unsqueeze(1)  # (B, i, j, n_heads)
+        y, s_ssm = self.kernel.step(kv.reshape(-1, nh), s_ssm.reshape(-1, nh, N2, 2))  # (B·dh², nh)
+        y = (q.unsqueeze(2) * y.reshape(-1, dh, dh, nh)).sum(1)  # (B, j, n_heads)
+        y = self.out(self.dropout(y.transpose(1, 2).reshape(-1, self.d_model)))  # (B, D)
+        return y, (s_shift, s_ssm.reshape(-1, dh, dh, nh, N2, 2))
+
+
+@dataclass
+class H3Config(StackConfig):
+    d_state: int = 64  # N of the diagonal SSM (N/2 complex modes per head)
+    shift_size: int | None = None  # W, the shift SSM's length; None: d_state (as in the paper)
+    d_head: int = 1  # 1: every channel is a head (paper default); >1: multi-head H3
+    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs (the diagonal SSM)
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.disc not in DISCRETIZATIONS:
+            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
+        if self.d_state < 2 or self.d_state % 2:
+            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+        if self.shift_size is not None and self.shift_size < 2:
+            raise ValueError(f"shift_size must be ≥ 2 (or None for d_state), got {self.shift_size}")
+        if self.d_head < 1 or self.d_model % self.d_head:
+            raise ValueError(f"d_head must be ≥ 1 and divide d_model={self.d_model}, got {self.d_head}")
+
+
+@register("h3")
+class H3(SSMForecaster):
+    """Stack of H3 layers with a multi-horizon head."""
+
+    Config = H3Config
+
+    def make_layer(self, i: int) -> nn.Module:
+        c: H3Config = self.config
+        return H3Layer(
+            c.d_model, c.d_state, c.shift_size, c.d_head, c.init, c.disc, c.dt_min, c.dt_max, c.dropout, c.ssm_lr
+        )
