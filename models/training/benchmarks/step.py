@@ -1,0 +1,160 @@
+"""`ms3m bench step`: per-sample cost of one recurrent step vs history length, for every model.
+
+For each model, history length h and batch b, the state is first advanced over h real samples
+(forward_with_state, so window models fill their caches), then `step` is timed. Window models get
+window = h (the Transformer's KV cache, DLinear's lookback): their step cost grows with h, the SSMs'
+does not. The two Transformer references are measured in the same run:
+
+- full window: recompute `forward` over the last h samples for every new sample (no cache);
+- KV cache: the Transformer's own `step` with a window of h.
+
+Full-window recomputation is compute-bound and linear in the batch, so at large h it is measured at
+a smaller batch (reported as `full_window_batch`) and expressed per sample.
+Rounds interleave the histories so that machine noise affects them alike; the median round is kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from models.registry import create_model, list_models, model_class
+
+D_INPUT, N_TARGETS, HORIZON = 8, 1, 8
+WINDOW_FIELDS = ("window",)  # config fields that set a window model's history
+FULL_WINDOW_TOKENS = 1 << 16  # cap on batch × history for one full-window forward
+
+
+def _time_call(fn: Callable[[], Any], min_seconds: float, min_calls: int = 3, max_calls: int = 2000) -> float:
+    """Seconds per call of fn (after one warm-up call), timing at least min_calls and min_seconds."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if (calls >= min_calls and elapsed >= min_seconds) or calls >= max_calls:
+            return elapsed / calls
+
+
+def build(name: str, history: int, **overrides: Any):
+    """The model `name` at its default size for d_input=8, horizon=8; window models get window=history."""
+    fields = {f for f in model_class(name).Config.__dataclass_fields__}
+    cfg = dict(overrides)
+    for f in WINDOW_FIELDS:
+        if f in fields:
+            cfg[f] = history
+    if "target_index" in fields:
+        cfg.setdefault("target_index", (0,))
+    torch.manual_seed(0)
+    return create_model(name, d_input=D_INPUT, n_targets=N_TARGETS, horizon=HORIZON, **cfg).eval()
+
+
+def warm_state(model, history: int, batch: int):
+    """State after `history` samples of a random stream, for `batch` cells (one warmed cell, tiled)."""
+    with torch.inference_mode():
+        x = torch.randn(1, history, D_INPUT)
+        _, state = model.forward_with_state(x)
+        return tuple(s.expand(batch, *s.shape[1:]).contiguous() for s in state)
+
+
+def step_seconds(model, history: int, batch: int, min_seconds: float) -> float:
+    state = warm_state(model, history, batch)
+    x = torch.randn(batch, D_INPUT)
+    holder = [state]
+
+    def one():
+        with torch.inference_mode():
+            _, holder[0] = model.step(x, holder[0])
+
+    return _time_call(one, min_seconds)
+
+
+def full_window_seconds_per_sample(model, history: int, batch: int, min_seconds: float) -> tuple[float, int]:
+    b = max(1, min(batch, FULL_WINDOW_TOKENS // history))
+    x = torch.randn(b, history, D_INPUT)
+
+    def one():
+        with torch.inference_mode():
+            model(x)
+
+    return _time_call(one, min_seconds, min_calls=2) / b, b
+
+
+def run(
+    models: Sequence[str] | None = None,
+    histories: Sequence[int] = (256, 1024, 4096),
+    batches: Sequence[int] = (1, 1024),
+    rounds: int = 3,
+    min_seconds: float = 0.2,
+    threads: int | None = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure and return {"rows": [...], "summary": {...}, "settings": {...}} (see module docstring)."""
+    if threads:
+        torch.set_num_threads(threads)
+    names = list(models) if models else list_models()
+    unknown = set(names) - set(list_models())
+    if unknown:
+        raise KeyError(f"unknown model(s) {sorted(unknown)}; known: {list_models()}")
+    say = progress or (lambda s: None)
+    # per (name, history, batch): list of per-round us/sample
+    samples: dict[tuple[str, int, int], list[float]] = {}
+    full: dict[tuple[int, int], list[float]] = {}
+    full_batch: dict[tuple[int, int], int] = {}
+    state_bytes: dict[tuple[str, int], int] = {}
+    for r in range(rounds):
+        for name in [*names, "transformer:full_window"]:
+            for h in histories:
+                for b in batches:
+                    if name == "transformer:full_window":
+                        say(f"round {r + 1}/{rounds}: transformer full window h={h} b={b}")
+                        sec, fb = full_window_seconds_per_sample(build("transformer", h), h, b, min_seconds)
+                        full.setdefault((h, b), []).append(sec * 1e6)
+                        full_batch[(h, b)] = fb
+                        continue
+                    say(f"round {r + 1}/{rounds}: {name} h={h} b={b}")
+                    model = build(name, h)
+                    state_bytes[(name, h)] = model.state_bytes_per_cell()
+                    samples.setdefault((name, h, b), []).append(step_seconds(model, h, b, min_seconds) / b * 1e6)
+    rows = []
+    kv = {(h, b): statistics.median(samples[("transformer", h, b)]) for h in histories for b in batches
+          if ("transformer", h, b) in samples}
+    if not kv:  # transformer not among the models: measure its KV-cache step as the reference anyway
+        for h in histories:
+            for b in batches:
+                kv[(h, b)] = statistics.median(
+                    step_seconds(build("transformer", h), h, b, min_seconds) / b * 1e6 for _ in range(rounds))
+    for name in names:
+        for h in histories:
+            for b in batches:
+                us = statistics.median(samples[(name, h, b)])
+                fw = statistics.median(full[(h, b)])
+                rows.append({
+                    "model": name, "history": h, "batch": b, "us_per_sample": round(us, 3),
+                    "ratio_vs_full_window": round(fw / us, 1), "ratio_vs_kv_cache": round(kv[(h, b)] / us, 2),
+                    "state_bytes_per_cell": state_bytes[(name, h)],
+                    "full_window_us_per_sample": round(fw, 2), "full_window_batch": full_batch[(h, b)],
+                    "kv_cache_us_per_sample": round(kv[(h, b)], 3),
+                })
+    summary = {}
+    h_lo, h_hi = min(histories), max(histories)
+    for name in names:
+        for b in batches:
+            lo = next(r["us_per_sample"] for r in rows if (r["model"], r["history"], r["batch"]) == (name, h_lo, b))
+            hi = next(r["us_per_sample"] for r in rows if (r["model"], r["history"], r["batch"]) == (name, h_hi, b))
+            summary[f"{name}@b{b}:cost_{h_hi}_over_{h_lo}"] = round(hi / lo, 3)
+    return {
+        "benchmark": "step",
+        "settings": {"histories": list(histories), "batches": list(batches), "rounds": rounds,
+                     "threads": torch.get_num_threads(), "d_input": D_INPUT, "horizon": HORIZON,
+                     "torch": torch.__version__},
+        "columns": ["model", "history", "batch", "us_per_sample", "ratio_vs_full_window", "ratio_vs_kv_cache",
+                    "state_bytes_per_cell"],
+        "rows": rows,
+        "summary": summary,
+    }

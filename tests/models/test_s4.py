@@ -1,0 +1,223 @@
+"""S4 (DPLR) against explicit dense N × N recurrences, in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import S4Layer, create_model
+from models.hippo import legs, nplr_legs
+from models.layers.s4 import S4Kernel, s4_legs_init
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def perturbed_kernel(H: int = 3, d_state: int = 8, seed: int = 0, n_directions: int = 1) -> S4Kernel:
+    """A float64 kernel whose parameters have left their HiPPO init (as after training)."""
+    torch.manual_seed(seed)
+    k = S4Kernel(H, d_state, dt_min=1e-2, dt_max=3e-1, n_directions=n_directions).double()
+    with torch.no_grad():
+        for p in (k.log_A_real, k.A_imag, k.P, k.B):
+            p.add_(0.3 * torch.randn_like(p))
+    return k
+
+
+def legs_kernel(H: int, d_state: int, seed: int = 0) -> S4Kernel:
+    """A float64 kernel at its HiPPO-LegS init, without the float32 rounding of the stored init."""
+    torch.manual_seed(seed)
+    k = S4Kernel(H, d_state).double()
+    lam, q, b = s4_legs_init(d_state // 2)
+    with torch.no_grad():
+        k.log_A_real.copy_(torch.log(-lam.real).expand_as(k.log_A_real))
+        k.A_imag.copy_(lam.imag.expand_as(k.A_imag))
+        k.P.copy_(torch.view_as_real(q).expand_as(k.P))
+        k.B.copy_(torch.view_as_real(b).expand_as(k.B))
+    return k
+
+
+def dense_recurrence(k: S4Kernel, u: torch.Tensor, x0: torch.Tensor | None = None):
+    """The full-N complex system built explicitly: A = diag(Λ, Λ̄) − p p*, dense bilinear Ā, B̄;
+    x_t = Ā x_{t-1} + B̄ u_t, y_t = C x_t + D u_t (C x_t real). x0 (B, H, N) full. Returns y, x_{L-1}."""
+    dt, lam, p, b, c = k.ssm()
+    N = lam.shape[-1]
+    A = torch.diag_embed(lam) - p.unsqueeze(-1) * p.conj().unsqueeze(-2)
+    eye = torch.eye(N, dtype=A.dtype)
+    inv = torch.linalg.inv(eye - dt.view(-1, 1, 1) / 2 * A)
+    dA = inv @ (eye + dt.view(-1, 1, 1) / 2 * A)
+    dB = (inv @ (dt.unsqueeze(-1) * b).unsqueeze(-1)).squeeze(-1)  # (H, N)
+    Bt, L, H = u.shape
+    x = torch.zeros(Bt, H, N, dtype=A.dtype) if x0 is None else x0
+    ys = []
+    for t in range(L):
+        x = torch.einsum("hnm,bhm->bhn", dA, x) + dB * u[:, t].unsqueeze(-1)
+        yc = (c[0] * x).sum(-1)
+        assert yc.imag.abs().max() <= 1e-10 * max(yc.abs().max().item(), 1.0)  # the system is real
+        ys.append(yc.real + k.D * u[:, t])
+    return torch.stack(ys, 1), x
+
+
+def half_to_full(s: torch.Tensor) -> torch.Tensor:
+    z = torch.complex(s[..., 0], s[..., 1])
+    return torch.cat([z, z.conj()], -1)
+
+
+def test_init_is_hippo_legs_in_the_nplr_basis():
+    N = 8
+    k = legs_kernel(2, N)
+    _, V, _, _ = nplr_legs(N)
+    Vf = torch.from_numpy(V[:, : N // 2])
+    Vf = torch.cat([Vf, Vf.conj()], -1)  # V' = [V_h, V̄_h], unitary
+    _, lam, p, b, _ = k.ssm()
+    A = torch.diag_embed(lam[0]) - torch.outer(p[0], p[0].conj())
+    A_legs, B_legs = legs(N)
+    assert (Vf @ A @ Vf.conj().T - torch.from_numpy(A_legs)).abs().max() < 1e-12
+    assert (Vf @ b[0] - torch.from_numpy(B_legs)).abs().max() < 1e-12
+    assert torch.allclose(k.continuous_poles()[0].real.sort().values,
+                          torch.linalg.eigvals(torch.from_numpy(A_legs)).real.sort().values, atol=1e-8)
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 8, 33, 64])
+def test_forward_equals_real_legs_recurrence_at_init(L):
+    """At init the layer IS HiPPO-LegS: same outputs and states as the real N × N system
+    x' = Ā_LegS x + B̄_LegS u, y = C_real x with C_real = C V'*, x_real = V' x."""
+    N, H = 8, 3
+    k = legs_kernel(H, N, seed=1)
+    _, V, _, _ = nplr_legs(N)
+    Vf = torch.from_numpy(V[:, : N // 2])
+    Vf = torch.cat([Vf, Vf.conj()], -1)
+    A_legs, B_legs = (torch.from_numpy(a) for a in legs(N))
+    _, _, _, _, c = k.ssm()
+    C_real = (c[0] @ Vf.conj().T).real  # (H, N)
+    dt = torch.exp(k.log_dt).view(-1, 1, 1)
+    eye = torch.eye(N, dtype=torch.float64)
+    inv = torch.linalg.inv(eye - dt / 2 * A_legs)
+    dA, dB = inv @ (eye + dt / 2 * A_legs), (inv @ B_legs) * dt.squeeze(-1)  # (H, N, N), (H, N)
+    u = torch.randn(2, L, H, dtype=torch.float64)
+    s0 = torch.randn(2, H, N // 2, 2, dtype=torch.float64)
+    x = (half_to_full(s0) @ Vf.T).real  # V' x̃ per (b, h)
+    ys = []
+    for t in range(L):
+        x = torch.einsum("hnm,bhm->bhn", dA, x) + dB * u[:, t].unsqueeze(-1)
+        ys.append((C_real * x).sum(-1) + k.D * u[:, t])
+    with torch.no_grad():
+        y, sL = k(u, s0, return_state=True)
+    assert rel(y, torch.stack(ys, 1)) <= 1e-10
+    assert rel((half_to_full(sL) @ Vf.T).real, x) <= 1e-10
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 8, 64, 257])
+def test_kernel_equals_dense_recurrence(L):
+    k = perturbed_kernel()
+    u = torch.randn(2, L, 3, dtype=torch.float64)
+    s0 = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        y_ref, x_ref = dense_recurrence(k, u)
+        y, s = k(u, return_state=True)
+        assert rel(y, y_ref) <= 1e-10
+        assert rel(s, torch.view_as_real(x_ref[..., :4])) <= 1e-10
+        assert rel(half_to_full(s), x_ref) <= 1e-10  # the dense state is conjugate-symmetric
+        y_ref, x_ref = dense_recurrence(k, u, half_to_full(s0))
+        y, s = k(u, s0, return_state=True)
+        assert rel(y, y_ref) <= 1e-10
+        assert rel(s, torch.view_as_real(x_ref[..., :4])) <= 1e-10
+        assert rel(k(u)[0], dense_recurrence(k, u)[0]) <= 1e-10
+
+
+@pytest.mark.parametrize("L", [1, 16, 100])
+def test_step_equals_dense_recurrence(L):
+    """The O(N) real-arithmetic Woodbury step on the half state is the full-N update restricted to the half."""
+    k = perturbed_kernel(seed=3)
+    u = torch.randn(2, L, 3, dtype=torch.float64)
+    s0 = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        y_ref, x_ref = dense_recurrence(k, u, half_to_full(s0))
+        s, ys = s0, []
+        for t in range(L):
+            y_t, s = k.step(u[:, t], s)
+            ys.append(y_t)
+    assert rel(torch.stack(ys, 1), y_ref) <= 1e-10
+    assert rel(s, torch.view_as_real(x_ref[..., :4])) <= 1e-10
+
+
+def test_parameter_gradients_equal_dense_recurrence():
+    k = perturbed_kernel(seed=5)
+    u = torch.randn(2, 20, 3, dtype=torch.float64)
+    s0 = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    w = torch.randn(2, 20, 3, dtype=torch.float64)
+
+    def grads(fn):
+        k.zero_grad()
+        y, x = fn()
+        ((y * w).sum() + x.abs().square().sum()).backward()
+        return [p.grad.clone() for p in k.parameters()]
+
+    g_kernel = grads(lambda: (lambda y, s: (y, half_to_full(s)))(*k(u, s0, return_state=True)))
+    g_dense = grads(lambda: dense_recurrence(k, u, half_to_full(s0)))
+    for a, b in zip(g_kernel, g_dense):
+        assert rel(a, b) <= 1e-9
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    layer = S4Layer(2, 4).double()
+    u = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(1, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[0], (u, s))
+    assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[1][0], (u, s))
+    assert torch.autograd.gradcheck(lambda u, s: (lambda y, st: (y, st[0]))(*layer.step(u[:, 0], (s,))), (u, s))
+
+
+def test_poles_are_stable_for_any_low_rank_term():
+    k = perturbed_kernel(seed=7)
+    with torch.no_grad():
+        k.P.mul_(10.0)  # a large P: −p p* only pushes eigenvalues further left
+    cont, disc = k.continuous_poles(), k.discrete_poles()
+    assert cont.shape == disc.shape == (3, 8)
+    assert (cont.real < 0).all() and (disc.abs() < 1).all()
+    half_dt = (torch.exp(k.log_dt) / 2).unsqueeze(-1)
+    bilinear = (1 + half_dt * cont) / (1 - half_dt * cont)
+    for h in range(3):  # Ā's eigenvalues are the bilinear images of A's
+        assert (disc[h].unsqueeze(-1) - bilinear[h].unsqueeze(0)).abs().min(-1).values.max() < 1e-8
+
+
+def test_bidirectional_is_non_causal_and_refuses_step():
+    m = create_model("s4", d_input=2, n_targets=1, horizon=2, d_model=4, d_state=4, n_layers=1, bidirectional=True)
+    m = m.double().eval()
+    x = torch.randn(1, 20, 2, dtype=torch.float64)
+    x2 = x.clone()
+    x2[:, 15:] += 1
+    with torch.no_grad():
+        assert not torch.allclose(m(x)[:, :10], m(x2)[:, :10])  # sees the future
+    with pytest.raises(RuntimeError, match="non-causal"):
+        m.step(x[:, 0], ())
+    with pytest.raises(RuntimeError, match="non-causal"):
+        m.init_state(1)
+    with pytest.raises(RuntimeError, match="non-causal"):
+        m.layers[0].state_spec()
+    with pytest.raises(RuntimeError, match="non-causal"):
+        m.layers[0](torch.randn(1, 5, 4, dtype=torch.float64), return_state=True)
+
+
+def test_step_has_no_complex_tensors():
+    k = perturbed_kernel()
+    s = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    y, s2 = k.step(torch.randn(2, 3, dtype=torch.float64), s)
+    assert not y.is_complex() and not s2.is_complex()
+    assert all(not c.is_complex() for c in k.step_coefficients())
+
+
+def test_bad_config_is_rejected_clearly():
+    with pytest.raises(ValueError, match="d_state"):
+        create_model("s4", d_state=5)
+    with pytest.raises(ValueError, match="dt_min"):
+        create_model("s4", dt_min=0.1, dt_max=0.01)
+    with pytest.raises(TypeError, match="valid fields"):
+        create_model("s4", init="legs")
+
+
+def test_seed_style_entry_point():
+    m = create_model(architecture="ssm", ssm_layer="s4", d_model=16, d_state=8, num_layers=3)
+    assert m.name == "s4" and m.config.n_layers == 3 and m.config.d_state == 8
+    assert type(m.layers[0]).__name__ == "S4Layer"
