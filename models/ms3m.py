@@ -1,0 +1,442 @@
+"""MS³M: multi-scale structured state-space mixture with objective-conditioned routing.
+
+E experts, each a small model of the zoo (S4D, LRU, Mamba, S5, …) running at its own time scale s:
+a scale-s expert updates every s-th sample on the mean of the last s inputs and holds its output in
+between (the symbol / slot / subframe idea). A gate conditioned on the KPI context and an objective
+vector (accuracy / latency / energy / balanced, compute budget) weighs the experts' forecasts.
+
+Per step t, for expert e with scale s:
+
+    acc ← acc + x_t,  phase ← phase + 1
+    if phase = s:  f_e ← expert_e.step(acc / s),  acc ← 0,  phase ← 0     (otherwise f_e is held)
+    y_e,t = W_e [f_e ; x_t ; phase/s] + b_e + x_t[targets]                  (per-expert head)
+    g_t = top-k softmax(gate([x_t ; ema(x) ; |x_t − ema| ; objective]))   (k from the budget)
+    y_t = Σ_e g_e,t · y_e,t
+
+The parallel mode pools each expert's input stream causally (windows aligned to the cell's phase,
+any initial phase per batch element), runs the expert's own parallel forward over the pooled
+sequence and holds its outputs, so `step` and `forward` agree exactly.
+
+Objective vector: one-hot(accuracy, latency, energy, balanced) ⊕ budget ∈ (0, 1]; k = ⌈budget·E⌉.
+Training samples an objective per sequence (`sample_objectives`) and adds a load-balancing loss and a
+compute-cost penalty weighted by the objective (`aux_losses`), so one model serves every objective.
+
+For serving, experts can be masked (inactive experts' state is left untouched and the gate
+renormalizes over the active ones) and a newly activated expert is warmed from a window of past
+inputs with one parallel pass (`warm_expert`). Gate weights and per-expert contributions come out of
+both `forward_detailed` and `step_detailed`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from models.base import ModelConfig, State, StateField, StreamingModel
+from models.registry import create_model, model_class, register
+from models.scan import linear_scan
+
+OBJECTIVES = ("accuracy", "latency", "energy", "balanced")
+EMA_RATES = (0.5, 0.1, 0.02)  # gate context: exponential moving averages of the inputs
+
+# Default experts: three kinds at scales 1 / 4 / 16. Their Δt / |λ| ranges bound each expert's memory
+# (decay_time_samples ≲ 1500 base samples) so that a newly activated expert can be warmed from the
+# cell's window in the buffer.
+DEFAULT_EXPERTS: list[dict[str, Any]] = [
+    {"kind": "s4d", "scale": 1, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.01}},
+    {"kind": "mamba", "scale": 1, "d_model": 32, "n_layers": 2, "options": {"d_state": 8, "dt_min": 0.01}},
+    {"kind": "s4d", "scale": 4, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.02}},
+    {"kind": "lru", "scale": 4, "d_model": 32, "n_layers": 2, "options": {"d_state": 32, "r_max": 0.98}},
+    {"kind": "s4d", "scale": 16, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.05}},
+    {"kind": "lru", "scale": 16, "d_model": 32, "n_layers": 2, "options": {"d_state": 32, "r_max": 0.95}},
+]
+
+# Weight of the expected-compute penalty per objective (fraction of the forecast loss scale).
+DEFAULT_COST_WEIGHTS = {"accuracy": 0.0, "latency": 0.05, "energy": 0.3, "balanced": 0.05}
+
+
+def objective_vector(objective: str = "balanced", budget: float = 1.0, batch: int = 1,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """(batch, 5): one-hot objective ⊕ compute budget in (0, 1]."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if not 0 < budget <= 1:
+        raise ValueError(f"compute budget must be in (0, 1], got {budget}")
+    v = torch.zeros(batch, len(OBJECTIVES) + 1, dtype=dtype)
+    v[:, OBJECTIVES.index(objective)] = 1
+    v[:, -1] = budget
+    return v
+
+
+def sample_objectives(batch: int, generator: torch.Generator | None = None,
+                      budgets: tuple[float, ...] = (0.34, 0.5, 0.67, 1.0)) -> Tensor:
+    """Random objective vectors for training: uniform objective, budget from `budgets`."""
+    obj = torch.randint(0, len(OBJECTIVES), (batch,), generator=generator)
+    bud = torch.tensor(budgets)[torch.randint(0, len(budgets), (batch,), generator=generator)]
+    v = torch.zeros(batch, len(OBJECTIVES) + 1)
+    v[torch.arange(batch), obj] = 1
+    v[:, -1] = bud
+    return v
+
+
+@dataclass
+class MS3MConfig(ModelConfig):
+    experts: list[dict[str, Any]] = field(default_factory=lambda: [dict(e) for e in DEFAULT_EXPERTS])
+    d_feature: int = 32  # width of each expert's output feature
+    d_gate: int = 32
+    min_weight: float = 0.0  # gate weights below this are dropped (and renormalized) at inference
+    lb_weight: float = 0.01  # load-balancing loss weight
+    cost_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_COST_WEIGHTS))
+    costs: list[float] | None = None  # per-expert cost per base sample (µs, measured); None = estimate
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.experts:
+            raise ValueError("experts must list at least one expert")
+        for i, e in enumerate(self.experts):
+            unknown = set(e) - {"kind", "scale", "d_model", "n_layers", "options"}
+            if unknown:
+                raise ValueError(f"experts[{i}] has unknown key(s) {sorted(unknown)}")
+            if "kind" not in e:
+                raise ValueError(f"experts[{i}] needs a 'kind' (a model of the zoo)")
+            model_class(e["kind"])  # KeyError names the known models
+            if int(e.get("scale", 1)) < 1:
+                raise ValueError(f"experts[{i}].scale must be ≥ 1")
+        if self.costs is not None and len(self.costs) != len(self.experts):
+            raise ValueError(f"costs has {len(self.costs)} entries for {len(self.experts)} experts")
+        if set(self.cost_weights) != set(OBJECTIVES):
+            raise ValueError(f"cost_weights must have exactly the keys {OBJECTIVES}")
+
+    def expert_names(self) -> list[str]:
+        return [f"{e['kind']}@{int(e.get('scale', 1))}" for e in self.experts]
+
+
+class MS3MOutput(NamedTuple):
+    y: Tensor  # (B, L, H, K) or (B, H, K)
+    gate: Tensor  # (B, L, E) or (B, E): weights after top-k and masking (sum to 1)
+    logits: Tensor  # gate logits before top-k
+    contributions: Tensor  # (B, L, E, H, K) or (B, E, H, K): g_e · y_e
+    state: State | None
+
+
+class Expert(nn.Module):
+    """One expert: a zoo model producing a feature vector, run at time scale `scale`."""
+
+    def __init__(self, spec: dict[str, Any], d_input: int, d_feature: int):
+        super().__init__()
+        self.kind, self.scale = spec["kind"], int(spec.get("scale", 1))
+        cfg = {k: v for k, v in spec.items() if k in ("d_model", "n_layers")}
+        cfg.update(spec.get("options", {}))
+        # the zoo model's head with horizon 1 and d_feature "targets" is the expert's feature map
+        self.net = create_model(self.kind, d_input=d_input, n_targets=d_feature, horizon=1, target_index=None, **cfg)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}@{self.scale}"
+
+    def state_spec(self, d_input: int, d_feature: int) -> list[StateField]:
+        head = [StateField("phase", (1,)), StateField("acc", (d_input,)), StateField("feature", (d_feature,))]
+        return head + self.net.state_spec()
+
+    # -- recurrent -------------------------------------------------------------------------------
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """x_t (B, D), state → (feature (B, F), phase after the step (B, 1), new state)."""
+        phase, acc, feat, *net_state = state
+        s = self.scale
+        acc = acc + x_t
+        phase = phase + 1
+        f_new, net_new = self.net.step(acc / s, tuple(net_state))
+        f_new = f_new[:, 0]  # (B, F)
+        if s == 1:
+            zero = torch.zeros_like(phase)
+            return f_new, zero, (zero, torch.zeros_like(acc), f_new, *net_new)
+        ready = phase >= s - 0.5  # (B, 1)
+        net_state = [torch.where(ready.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(net_new, net_state)]
+        feat = torch.where(ready, f_new, feat)
+        acc = torch.where(ready, torch.zeros_like(acc), acc)
+        phase = torch.where(ready, torch.zeros_like(phase), phase)
+        return feat, phase, (phase, acc, feat, *net_state)
+
+    # -- parallel --------------------------------------------------------------------------------
+    def forward(self, x: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """x (B, L, D), state → (held features (B, L, F), phase after each position (B, L, 1), final state).
+
+        Windows are aligned per batch element to its phase; the expert's own parallel forward runs
+        over the complete windows, and each position holds the output of the last completed window."""
+        phase, acc, feat, *net_state = state
+        B, L, D = x.shape
+        s = self.scale
+        if s == 1:
+            f, net_final = self.net.forward_with_state(x, tuple(net_state))
+            f = f[:, :, 0]
+            zeros = torch.zeros(B, L, 1, dtype=x.dtype, device=x.device)
+            return f, zeros, (phase * 0, acc * 0, f[:, -1], *net_final)
+        p = phase[:, 0].round().long()  # (B,) samples already accumulated in the open window
+        # extended index e = t + p: window k covers e ∈ [k·s, (k+1)·s)
+        n_win = (L + s - 1) // s + 1
+        Le = n_win * s
+        e = torch.arange(Le, device=x.device)
+        t = e.unsqueeze(0) - p.unsqueeze(1)  # (B, Le) real position of each extended index
+        valid = (t >= 0) & (t < L)
+        xe = torch.gather(x, 1, t.clamp(0, L - 1).unsqueeze(-1).expand(B, Le, D)) * valid.unsqueeze(-1)
+        sums = xe.view(B, n_win, s, D).sum(2)  # (B, n_win, D)
+        sums = torch.cat([sums[:, :1] + acc.unsqueeze(1), sums[:, 1:]], 1)
+        complete = torch.div(L + p, s, rounding_mode="floor")  # (B,) windows completed in this chunk
+        k_min, k_max = int(complete.min()), int(complete.max())
+        net_state = tuple(net_state)
+        feats = []
+        if k_min > 0:
+            f, net_state = self.net.forward_with_state(sums[:, :k_min] / s, net_state)
+            feats.append(f[:, :, 0])
+        if k_max > k_min:  # some elements complete one more window: one step, kept only for them
+            f_extra, net_extra = self.net.step(sums[:, k_min] / s, net_state)
+            more = complete > k_min
+            net_state = tuple(torch.where(more.view(-1, *([1] * (a.dim() - 1))), a, b)
+                              for a, b in zip(net_extra, net_state))
+            feats.append(f_extra[:, 0].unsqueeze(1))
+        # held output at position t: window k(t) = floor((t + p + 1) / s) − 1, or the initial feature
+        pos = torch.arange(L, device=x.device).unsqueeze(0)  # (1, L)
+        k_t = torch.div(pos + p.unsqueeze(1) + 1, s, rounding_mode="floor") - 1  # (B, L)
+        table = torch.cat([feat.unsqueeze(1), *feats], 1)  # (B, 1 + k_max, F): index 0 = initial
+        held = torch.gather(table, 1, (k_t + 1).unsqueeze(-1).expand(B, L, table.shape[-1]))
+        phase_t = torch.remainder(pos + p.unsqueeze(1) + 1, s).to(x.dtype).unsqueeze(-1)  # (B, L, 1)
+        # open window after the chunk: the sum of its real samples (plus acc if no window completed)
+        # (acc was folded into window 0, so this is right also when no window completed)
+        new_acc = sums.gather(1, complete.view(B, 1, 1).expand(B, 1, D))[:, 0]
+        new_feat = held[:, -1]
+        new_phase = phase_t[:, -1]
+        return held, phase_t, (new_phase, new_acc, new_feat, *net_state)
+
+
+@register("ms3m")
+class MS3M(StreamingModel):
+    """The MS³M forecaster (see module docstring). forward/step take an optional objective (B, 5) and
+    active-expert mask (B, E); without them: balanced objective, full budget, all experts active."""
+
+    Config = MS3MConfig
+
+    def __init__(self, config: MS3MConfig):
+        super().__init__()
+        self.config = c = config
+        self.experts = nn.ModuleList(Expert(e, c.d_input, c.d_feature) for e in c.experts)
+        E, D, K, H = len(self.experts), c.d_input, c.n_targets, c.horizon
+        self.heads = nn.ModuleList(nn.Linear(c.d_feature + D + 1, H * K) for _ in range(E))
+        self.gate = nn.Sequential(
+            nn.Linear(D * (2 + len(EMA_RATES)) + len(OBJECTIVES) + 1, c.d_gate), nn.GELU(), nn.Linear(c.d_gate, E)
+        )
+        self.register_buffer("ema_rates", torch.tensor(EMA_RATES), persistent=False)
+        self.register_buffer("expert_costs", torch.tensor(c.costs or self.estimate_costs(), dtype=torch.float32),
+                             persistent=False)
+        self.target_index = list(c.target_index) if c.target_index is not None else None
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def n_experts(self) -> int:
+        return len(self.experts)
+
+    def expert_names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    def estimate_costs(self) -> list[float]:
+        """Cost per base sample before measurement: parameters + state size, divided by the scale."""
+        out = []
+        for e in self.experts:
+            params = sum(p.numel() for p in e.net.parameters())
+            out.append((params + sum(f.numel for f in e.net.state_spec())) / e.scale)
+        return out
+
+    def relative_costs(self) -> Tensor:
+        """(E,) costs normalized so that all experts together cost 1."""
+        return self.expert_costs / self.expert_costs.sum()
+
+    def _expert_state_sizes(self) -> list[int]:
+        return [len(e.state_spec(self.config.d_input, self.config.d_feature)) for e in self.experts]
+
+    def state_spec(self) -> list[StateField]:
+        D = self.config.d_input
+        spec = [StateField("gate.ema", (len(EMA_RATES), D))]
+        for i, e in enumerate(self.experts):
+            spec += [StateField(f"expert{i}.{f.name}", f.shape) for f in e.state_spec(D, self.config.d_feature)]
+        return spec
+
+    def expert_state_slices(self) -> list[slice]:
+        """Positions of each expert's tensors in the flat state tuple."""
+        out, i = [], 1
+        for n in self._expert_state_sizes():
+            out.append(slice(i, i + n))
+            i += n
+        return out
+
+    # -- gate ------------------------------------------------------------------------------------
+    def _gate(self, x: Tensor, ema: Tensor, objective: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x (..., D), ema (..., R, D), objective (..., 5), active (..., E) bool → (weights, logits) (..., E)."""
+        z = torch.cat([x, ema.flatten(-2), (x - ema[..., -1, :]).abs(), objective], -1)
+        logits = self.gate(z)
+        E = self.n_experts
+        k = torch.ceil(objective[..., -1:] * E - 1e-6).clamp(1, E)  # (..., 1)
+        masked = logits if active is None else logits.masked_fill(~active, float("-inf"))
+        rank = torch.argsort(torch.argsort(masked, dim=-1, descending=True), dim=-1)  # 0 = best
+        keep = rank < k
+        if active is not None:
+            keep = keep & active
+        w = torch.softmax(masked.masked_fill(~keep, float("-inf")), dim=-1)
+        if self.config.min_weight > 0 and not self.training:
+            w = w * (w >= self.config.min_weight)
+            w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+        return w, logits
+
+    def _heads(self, feats: list[Tensor], x: Tensor, phases: list[Tensor]) -> Tensor:
+        """per-expert forecasts (..., E, H, K) from held features, the current input and the phase."""
+        c = self.config
+        ys = []
+        for e, head, f, ph in zip(self.experts, self.heads, feats, phases):
+            y = head(torch.cat([f, x, ph / e.scale], -1)).unflatten(-1, (c.horizon, c.n_targets))
+            ys.append(y)
+        y = torch.stack(ys, -3)
+        if self.target_index is not None:
+            y = y + x[..., self.target_index].unsqueeze(-2).unsqueeze(-3)
+        return y
+
+    # -- parallel --------------------------------------------------------------------------------
+    def forward_detailed(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
+                         active: Tensor | None = None) -> MS3MOutput:
+        """x (B, L, D) → MS3MOutput with per-position gate weights and contributions and the final state.
+        objective (B, 5) (default balanced, budget 1); active (B, E) bool (default all)."""
+        B, L, _ = x.shape
+        if state is None:
+            state = self.init_state(B, x.device, x.dtype)
+        if objective is None:
+            objective = objective_vector("balanced", 1.0, B, x.dtype).to(x.device)
+        ema0 = state[0]
+        ema = self._ema_parallel(x, ema0)  # (B, L, R, D)
+        feats, phases, new_states = [], [], [None]
+        for i, (e, sl) in enumerate(zip(self.experts, self.expert_state_slices())):
+            es = tuple(state[sl])
+            if active is not None:
+                f, ph, es_new = e(x, es)
+                keep = active[:, i]
+                es_new = tuple(torch.where(keep.view(-1, *([1] * (a.dim() - 1))), a, b) for a, b in zip(es_new, es))
+            else:
+                f, ph, es_new = e(x, es)
+            feats.append(f)
+            phases.append(ph)
+            new_states.extend(es_new)
+        new_states[0] = ema[:, -1]
+        obj = objective.unsqueeze(1).expand(B, L, objective.shape[-1])
+        act = None if active is None else active.unsqueeze(1).expand(B, L, self.n_experts)
+        w, logits = self._gate(x, ema, obj, act)  # (B, L, E)
+        y_e = self._heads(feats, x, phases)  # (B, L, E, H, K)
+        contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e
+        return MS3MOutput(contrib.sum(2), w, logits, contrib, tuple(new_states))
+
+    def _ema_parallel(self, x: Tensor, ema0: Tensor) -> Tensor:
+        """ema_t = (1 − α) ema_{t−1} + α x_t for each rate: (B, L, R, D)."""
+        a = (1 - self.ema_rates).to(x.dtype).view(1, 1, -1, 1)  # (1, 1, R, 1)
+        b = self.ema_rates.to(x.dtype).view(1, 1, -1, 1) * x.unsqueeze(2)  # (B, L, R, D)
+        return linear_scan(a, b, ema0, dim=1)
+
+    def forward_with_state(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
+                           active: Tensor | None = None) -> tuple[Tensor, State]:
+        out = self.forward_detailed(x, state, objective, active)
+        return out.y, out.state
+
+    def forward(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
+                active: Tensor | None = None) -> Tensor:
+        return self.forward_detailed(x, state, objective, active).y
+
+    # -- recurrent -------------------------------------------------------------------------------
+    def step_detailed(self, x_t: Tensor, state: State, objective: Tensor | None = None,
+                      active: Tensor | None = None) -> MS3MOutput:
+        B = x_t.shape[0]
+        if objective is None:
+            objective = objective_vector("balanced", 1.0, B, x_t.dtype).to(x_t.device)
+        ema_prev = state[0]
+        rates = self.ema_rates.to(x_t.dtype).view(1, -1, 1)
+        ema = (1 - rates) * ema_prev + rates * x_t.unsqueeze(1)  # (B, R, D)
+        feats, phases, new_states = [], [], [ema]
+        for i, (e, sl) in enumerate(zip(self.experts, self.expert_state_slices())):
+            es = tuple(state[sl])
+            f, ph, es_new = e.step(x_t, es)
+            if active is not None:
+                keep = active[:, i]
+                es_new = tuple(torch.where(keep.view(-1, *([1] * (a.dim() - 1))), a, b) for a, b in zip(es_new, es))
+            feats.append(f)
+            phases.append(ph)
+            new_states.extend(es_new)
+        w, logits = self._gate(x_t, ema, objective, active)
+        y_e = self._heads(feats, x_t, phases)  # (B, E, H, K)
+        contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e
+        return MS3MOutput(contrib.sum(1), w, logits, contrib, tuple(new_states))
+
+    def step(self, x_t: Tensor, state: State, objective: Tensor | None = None,
+             active: Tensor | None = None) -> tuple[Tensor, State]:
+        out = self.step_detailed(x_t, state, objective, active)
+        return out.y, out.state
+
+    # -- training --------------------------------------------------------------------------------
+    def training_forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """One objective per sequence (uniform objective, budget from a grid), auxiliary losses added."""
+        objective = sample_objectives(x.shape[0]).to(dtype=x.dtype, device=x.device)
+        out = self.forward_detailed(x, objective=objective)
+        aux = self.aux_losses(out, objective)
+        return out.y, {"load_balance": aux["load_balance"], "cost": aux["cost"]}
+
+    def aux_losses(self, out: MS3MOutput, objective: Tensor) -> dict[str, Tensor]:
+        """Load-balancing loss (Switch-style, over top-k selections) and the expected compute cost
+        weighted per sequence by its objective. objective (B, 5); out from forward_detailed."""
+        E = self.n_experts
+        probs = torch.softmax(out.logits, -1)  # (B, L, E)
+        selected = (out.gate > 0).to(probs.dtype)
+        lb = E * (selected.mean((0, 1)) * probs.mean((0, 1))).sum()
+        cost = (out.gate * self.relative_costs().to(out.gate.dtype)).sum(-1).mean(-1)  # (B,)
+        weights = torch.tensor([self.config.cost_weights[o] for o in OBJECTIVES], dtype=cost.dtype,
+                               device=cost.device)
+        per_seq = objective[:, : len(OBJECTIVES)] @ weights  # (B,)
+        return {"load_balance": self.config.lb_weight * lb, "cost": (per_seq * cost).mean(),
+                "expected_cost": cost.mean().detach()}
+
+    # -- serving helpers -------------------------------------------------------------------------
+    def warm_expert(self, index: int, window: Tensor, phase: Tensor | None = None) -> State:
+        """The state of expert `index` after a window (B, W, D) of past inputs, by one parallel pass from
+        a zero state. `phase` (B, 1): the cell's current phase for that expert; the window's start is
+        aligned so that its final phase equals it (default: W mod scale)."""
+        e = self.experts[index]
+        B, W, _ = window.shape
+        D, F = self.config.d_input, self.config.d_feature
+        zero = tuple(torch.zeros(B, *f.shape, dtype=window.dtype, device=window.device)
+                     for f in e.state_spec(D, F))
+        if phase is not None and e.scale > 1:
+            start = torch.remainder(phase - W, e.scale)
+            zero = (start.to(window.dtype), *zero[1:])
+        _, _, state = e(window, zero)
+        return state
+
+    @torch.no_grad()
+    def decay_time_samples(self, index: int, factor: float = 10.0) -> float:
+        """Memory of expert `index` in base samples: the time its slowest pole takes to decay by `factor`
+        (default 10×), i.e. max over poles of scale · ln(factor) / −ln|Ā|. (The e-folding time is this
+        with factor = e.) Mamba's poles are taken at its Δ bias. Warm-up windows of 4× this time
+        reproduce the continuously stepped state to ~1e-4 (tests/models/test_ms3m.py)."""
+        poles = self.experts[index].net.ssm_poles()
+        if poles is None:
+            return math.inf
+        mag = poles.abs().clamp(max=1 - 1e-12).double()
+        return float((math.log(factor) / -torch.log(mag)).max() * self.experts[index].scale)
+
+
+def expert_summary(model: MS3M) -> list[dict[str, Any]]:
+    """Per expert: name, kind, scale, parameters, state bytes per cell, relative cost."""
+    rel = model.relative_costs().tolist()
+    return [{"name": e.name, "kind": e.kind, "scale": e.scale,
+             "parameters": sum(p.numel() for p in e.net.parameters()) + sum(p.numel() for p in h.parameters()),
+             "state_bytes": 4 * sum(f.numel for f in e.state_spec(model.config.d_input, model.config.d_feature)),
+             "relative_cost": r}
+            for e, h, r in zip(model.experts, model.heads, rel)]
+
+
+__all__ = ["MS3M", "OBJECTIVES", "MS3MConfig", "MS3MOutput", "expert_summary", "objective_vector",
+           "sample_objectives"]
