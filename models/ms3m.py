@@ -354,10 +354,7 @@ class MS3M(StreamingModel):
         B = x_t.shape[0]
         if objective is None:
             objective = objective_vector("balanced", 1.0, B, x_t.dtype).to(x_t.device)
-        ema_prev = state[0]
-        rates = self.ema_rates.to(x_t.dtype).view(1, -1, 1)
-        ema = (1 - rates) * ema_prev + rates * x_t.unsqueeze(1)  # (B, R, D)
-        feats, phases, new_states = [], [], [ema]
+        feats, phases, new_states = [], [], [None]
         for i, (e, sl) in enumerate(zip(self.experts, self.expert_state_slices())):
             es = tuple(state[sl])
             f, ph, es_new = e.step(x_t, es)
@@ -367,10 +364,24 @@ class MS3M(StreamingModel):
             feats.append(f)
             phases.append(ph)
             new_states.extend(es_new)
+        y, w, logits, contrib, ema = self.combine(x_t, state[0], torch.stack(feats, 1), torch.cat(phases, 1),
+                                                  objective, active)
+        new_states[0] = ema
+        return MS3MOutput(y, w, logits, contrib, tuple(new_states))
+
+    def combine(self, x_t: Tensor, ema_prev: Tensor, feats: Tensor, phases: Tensor, objective: Tensor,
+                active: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The gate-and-heads part of a step (exported as the gate graph for serving).
+
+        x_t (B, D), ema_prev (B, R, D), feats (B, E, F) held expert features, phases (B, E) samples since
+        each expert's last update, objective (B, 5), active (B, E) bool or None
+        → y (B, H, K), gate weights (B, E), logits (B, E), contributions (B, E, H, K), ema (B, R, D)."""
+        rates = self.ema_rates.to(x_t.dtype).view(1, -1, 1)
+        ema = (1 - rates) * ema_prev + rates * x_t.unsqueeze(1)  # (B, R, D)
         w, logits = self._gate(x_t, ema, objective, active)
-        y_e = self._heads(feats, x_t, phases)  # (B, E, H, K)
+        y_e = self._heads(list(feats.unbind(1)), x_t, list(phases.unsqueeze(-1).unbind(1)))  # (B, E, H, K)
         contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e
-        return MS3MOutput(contrib.sum(1), w, logits, contrib, tuple(new_states))
+        return contrib.sum(1), w, logits, contrib, ema
 
     def step(self, x_t: Tensor, state: State, objective: Tensor | None = None,
              active: Tensor | None = None) -> tuple[Tensor, State]:

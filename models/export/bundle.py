@@ -67,8 +67,9 @@ def write_bundle(
     try:
         files: dict[str, dict[str, str]] = {}
 
-        def add(role: str, rel: str) -> None:
-            files[role] = {"path": rel, "sha256": _sha256(tmp / rel)}
+        def add(role: str, rel: str, into: dict | None = None) -> None:
+            target = files if into is None else into
+            target[role if into is None else "onnx"] = {"path": rel, "sha256": _sha256(tmp / rel)}
 
         state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state_dict, str(tmp / "weights.safetensors"), metadata={"model": model.name})
@@ -97,6 +98,10 @@ def write_bundle(
             "data": data or {},
             "metrics": metrics or {},
         }
+        if model.name == "ms3m":  # one step graph per expert plus the gate, for expert-level serving
+            from models.export.ms3m_graphs import export_ms3m_graphs
+
+            manifest.update(export_ms3m_graphs(model, tmp, add))
         (tmp / "config.json").write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -57,8 +57,8 @@ class OnnxStepRuntime:
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        if self.input_names[0] != "x" or self.output_names[0] != "y":
-            raise ValueError(f"{onnx_path}: step graph must take x first and return y first")
+        if self.input_names[0] != "x":
+            raise ValueError(f"{onnx_path}: a step graph takes x first, then its state tensors")
 
     def run(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"x": x}

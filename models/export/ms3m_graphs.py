@@ -1,0 +1,89 @@
+"""MS³M serving graphs: one step graph per expert plus the gate (DESIGN.md §5).
+
+- experts/<i>.onnx — the expert network's step on its pooled input:
+  (x (B, D), state_<name>…) → (feature (B, F), state_<name>_out…). The pooling (acc += x, every s-th
+  sample feed acc / s) and holding are bookkeeping the service does itself, so an expert's graph runs
+  only for the cells where that expert is active and due for an update.
+- gate.onnx — gate and heads: (x, ema, features (B, E, F), phases (B, E), objective (B, 5), active (B, E))
+  → (y (B, H, K), gate (B, E), contributions (B, E, H, K), ema_out). `active` is float (1 = active).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.export.step_graph import ONNX_OPSET, onnx_has_complex
+from models.ms3m import EMA_RATES, MS3M, OBJECTIVES
+
+GATE_INPUTS = ["x", "ema", "features", "phases", "objective", "active"]
+GATE_OUTPUTS = ["y", "gate", "contributions", "ema_out"]
+
+
+class ExpertStepGraph(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        f, new = self.net.step(x, tuple(state))
+        return (f[:, 0], *new)
+
+
+class GateGraph(nn.Module):
+    def __init__(self, model: MS3M):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, ema, features, phases, objective, active) -> tuple[Tensor, ...]:
+        y, w, _, contrib, ema_out = self.model.combine(x, ema, features, phases, objective, active > 0.5)
+        return y, w, contrib, ema_out
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes={n: {0: "batch"} for n in inputs + outputs}, opset_version=ONNX_OPSET,
+                          do_constant_folding=True, dynamo=False)
+    if onnx_has_complex(path):
+        raise RuntimeError(f"{path}: exported graph contains complex tensors")
+    return path
+
+
+def export_ms3m_graphs(model: MS3M, out_dir: Path, add_file) -> dict[str, Any]:
+    """Write experts/<i>.onnx and gate.onnx under out_dir; `add_file(role, relpath)` registers each file.
+    Returns the manifest entries {"experts": [...], "gate": {...}}."""
+    model = model.float().eval()
+    c = model.config
+    B, D, F, E = 2, c.d_input, c.d_feature, model.n_experts
+    (out_dir / "experts").mkdir(exist_ok=True)
+    experts = []
+    costs = model.expert_costs.tolist()
+    for i, e in enumerate(model.experts):
+        spec = e.net.state_spec()
+        names = [f.name for f in spec]
+        g_in = ["x"] + [f"state_{n}" for n in names]
+        g_out = ["feature"] + [f"state_{n}_out" for n in names]
+        rel = f"experts/{i}.onnx"
+        _export(ExpertStepGraph(e.net), (torch.randn(B, D), *e.net.init_state(B, dtype=torch.float32)),
+                out_dir / rel, g_in, g_out)
+        entry_files: dict[str, Any] = {}
+        add_file(f"expert{i}", rel, entry_files)
+        experts.append({"name": e.name, "kind": e.kind, "scale": e.scale,
+                        "state": [{"name": f.name, "shape": list(f.shape)} for f in spec],
+                        "graph": {"inputs": g_in, "outputs": g_out, "opset": ONNX_OPSET},
+                        "files": entry_files, "cost_us": costs[i] if c.costs is not None else None})
+    args = (torch.randn(B, D), torch.zeros(B, len(EMA_RATES), D), torch.randn(B, E, F), torch.zeros(B, E),
+            torch.zeros(B, len(OBJECTIVES) + 1).index_fill_(1, torch.tensor([3, len(OBJECTIVES)]), 1.0),
+            torch.ones(B, E))
+    _export(GateGraph(model), args, out_dir / "gate.onnx", GATE_INPUTS, GATE_OUTPUTS)
+    add_file("gate", "gate.onnx")
+    gate = {"inputs": GATE_INPUTS, "outputs": GATE_OUTPUTS, "opset": ONNX_OPSET, "ema_rates": list(EMA_RATES),
+            "d_feature": F, "objectives": list(OBJECTIVES), "min_weight": c.min_weight,
+            "decay_time_samples": [model.decay_time_samples(i) for i in range(E)]}
+    return {"experts": experts, "gate": gate}

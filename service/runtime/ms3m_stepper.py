@@ -1,0 +1,109 @@
+"""Expert-level MS³M serving on onnxruntime, without torch.
+
+Runs an MS³M bundle the way the router wants it: per expert, only the cells where the expert is active
+and due for an update (every `scale` samples) go through that expert's step graph; pooling (acc += x)
+and holding are done here in numpy; then the gate graph combines the held features. The state layout
+is the monolithic model's (gate.ema, then per expert: phase, acc, feature, network state), so one state
+table and one snapshot format serve both paths, and results equal `MS3M.step_detailed` (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.runtime.backends import OnnxStepRuntime
+from service.runtime.bundle import Bundle
+
+OBJECTIVES = ("accuracy", "latency", "energy", "balanced")
+
+
+def objective_array(objective: str, budget: float, batch: int) -> np.ndarray:
+    """(batch, 5) float32: one-hot objective ⊕ budget (same encoding as models.ms3m.objective_vector)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if not 0 < budget <= 1:
+        raise ValueError(f"compute budget must be in (0, 1], got {budget}")
+    v = np.zeros((batch, len(OBJECTIVES) + 1), np.float32)
+    v[:, OBJECTIVES.index(objective)] = 1
+    v[:, -1] = budget
+    return v
+
+
+@dataclass
+class StepDetails:
+    gate: np.ndarray  # (B, E) weights
+    contributions: np.ndarray  # (B, E, H, K)
+    expert_runs: np.ndarray  # (E,) cells each expert's graph ran for in this step
+
+
+class MS3MStepper:
+    kind = "onnxruntime-experts"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        m = bundle.manifest
+        if not m.experts or m.gate is None:
+            raise ValueError(f"bundle {bundle.root} is not an MS³M bundle with expert graphs")
+        self.names = [e.name for e in m.experts]
+        self.scales = [e.scale for e in m.experts]
+        self.experts = [OnnxStepRuntime(bundle.expert_path(e.name), threads) for e in m.experts]
+        import onnxruntime as ort
+
+        from service.runtime.backends import ort_session_options
+
+        self._gate = ort.InferenceSession(str(bundle.path("gate")), ort_session_options(threads),
+                                          providers=["CPUExecutionProvider"])
+        self.n_net = [len(e.state) for e in m.experts]
+        # positions in the flat state tuple: [ema] + per expert [phase, acc, feature, net…]
+        self.slices, i = [], 1
+        for n in self.n_net:
+            self.slices.append(slice(i, i + 3 + n))
+            i += 3 + n
+        self.n_state = i
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.experts)
+
+    def run(self, x: np.ndarray, state: Sequence[np.ndarray], objective: np.ndarray | None = None,
+            active: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray], StepDetails]:
+        """x (B, D) float32, state (flat, see module docstring), objective (B, 5), active (B, E) bool."""
+        B = x.shape[0]
+        if len(state) != self.n_state:
+            raise ValueError(f"state has {len(state)} tensors, this MS³M bundle needs {self.n_state}")
+        if objective is None:
+            objective = objective_array("balanced", 1.0, B)
+        if active is None:
+            active = np.ones((B, self.n_experts), bool)
+        if not active.any(1).all():
+            raise ValueError("every cell needs at least one active expert")
+        new_state: list[np.ndarray] = [state[0]]
+        feats, phases = [], []
+        runs = np.zeros(self.n_experts, np.int64)
+        for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
+            phase, acc, feat, *net = state[sl]
+            act = active[:, e]
+            acc_new = acc + x
+            phase_new = phase + 1
+            ready = (phase_new[:, 0] >= s - 0.5) if s > 1 else np.ones(B, bool)
+            run = np.flatnonzero(act & ready)
+            feat_out, net_out = feat.copy(), [n.copy() for n in net]
+            if run.size:
+                f, new_net = rt.run(np.ascontiguousarray(acc_new[run] / s, dtype=np.float32), [n[run] for n in net])
+                feat_out[run] = f
+                for dst, src in zip(net_out, new_net):
+                    dst[run] = src
+                runs[e] = run.size
+            reset = (act & ready)[:, None]
+            acc_out = np.where(act[:, None], np.where(reset, 0, acc_new), acc).astype(np.float32)
+            phase_out = np.where(act[:, None], np.where(reset, 0, phase_new), phase).astype(np.float32)
+            new_state += [phase_out, acc_out, feat_out, *net_out]
+            feats.append(feat_out)
+            phases.append(phase_out[:, 0])
+        y, w, contrib, ema = self._gate.run(None, {
+            "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
+            "objective": objective.astype(np.float32), "active": active.astype(np.float32)})
+        new_state[0] = ema
+        return y, new_state, StepDetails(w, contrib, runs)
