@@ -106,10 +106,11 @@ class StreamingModel(nn.Module):
         raise NotImplementedError
 
     # -- provided -----------------------------------------------------------------------------
-    def training_forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Forecasts for a training batch and any auxiliary losses to add (MS³M: load balancing and the
-        objective-weighted compute cost). Default: forward(x), no auxiliary losses."""
-        return self.forward(x), {}
+    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Tensor], State]:
+        """Forecasts for a training batch from `state` (zero if None), auxiliary losses to add (MS³M: load
+        balancing and the objective-weighted compute cost), and the final state (for truncated BPTT)."""
+        y, new_state = self.forward_with_state(x, state)
+        return y, {}, new_state
 
     def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         """x (B, L, D_in) → y (B, L, H, K). Subclasses may override with a faster stateless path."""

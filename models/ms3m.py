@@ -389,12 +389,12 @@ class MS3M(StreamingModel):
         return out.y, out.state
 
     # -- training --------------------------------------------------------------------------------
-    def training_forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Tensor], State]:
         """One objective per sequence (uniform objective, budget from a grid), auxiliary losses added."""
         objective = sample_objectives(x.shape[0]).to(dtype=x.dtype, device=x.device)
-        out = self.forward_detailed(x, objective=objective)
+        out = self.forward_detailed(x, state, objective=objective)
         aux = self.aux_losses(out, objective)
-        return out.y, {"load_balance": aux["load_balance"], "cost": aux["cost"]}
+        return out.y, {"load_balance": aux["load_balance"], "cost": aux["cost"]}, out.state
 
     def aux_losses(self, out: MS3MOutput, objective: Tensor) -> dict[str, Tensor]:
         """Load-balancing loss (Switch-style, over top-k selections) and the expected compute cost

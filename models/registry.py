@@ -76,7 +76,15 @@ def model_class(name: str) -> type[StreamingModel]:
 def config_fields(name: str) -> dict[str, Any]:
     """The config fields of a model with their defaults (for --help and docs)."""
     cfg = model_class(name).Config
-    return {f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cfg)}
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out
 
 
 def create_model(

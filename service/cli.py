@@ -104,7 +104,8 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
     from models.training.benchmarks import step
 
     result = step.run(models=args.model, histories=args.history, batches=args.batch, rounds=args.rounds,
-                      min_seconds=args.min_seconds, threads=args.threads, progress=_bench_progress(args))
+                      min_seconds=args.min_seconds, threads=args.threads, runtime=args.runtime,
+                      progress=_bench_progress(args))
     print_result(result, args.json)
     return 0
 
@@ -129,15 +130,170 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch", type=int, nargs="+", default=[1, 1024], help="batch sizes (cells)")
     s.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     s.add_argument("--min-seconds", type=float, default=0.2, help="minimum timing per measurement")
-    s.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    s.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    s.add_argument("--runtime", choices=["onnxruntime", "torchscript", "torch"], default="onnxruntime",
+                   help="runtime of the timed step (default onnxruntime, what the xApp serves)")
     s.add_argument("--json", action="store_true", help="print one JSON document last")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(handler=_cmd_bench_step)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 
 
+def _key_values(items: list[str] | None, what: str) -> dict:
+    """["d_model=64", "init=legs", "experts=[...]"] → dict; values parsed as JSON when they parse."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"ms3m: {what} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+    import sys
+    from pathlib import Path
+
+    if args.nproc > 1 and "RANK" not in os.environ:  # re-launch this command under torchrun (DDP, gloo)
+        import subprocess
+
+        argv, skip = [], False  # forward our arguments minus --nproc (torchrun would read it as its own)
+        for a in sys.argv[1:]:
+            if skip:
+                skip = False
+            elif a == "--nproc":
+                skip = True
+            elif not a.startswith("--nproc="):
+                argv.append(a)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "service.cli", *argv]
+        return subprocess.call(cmd)
+    from models.training.trainer import TrainConfig, Trainer
+
+    options = {k: v for k, v in {
+        "model": args.model, "data": args.data, "horizon": args.horizon, "window": args.window,
+        "batch_size": args.batch_size, "max_steps": args.steps, "lr": args.lr, "seed": args.seed,
+        "targets": args.target, "inputs": args.input, "eval_every": args.eval_every, "patience": args.patience,
+        "loss_positions": args.loss_positions, "split": args.split, "threads": args.threads,
+    }.items() if v is not None}
+    options["model_config"] = _key_values(args.set, "--set")
+    options["data_options"] = _key_values(args.data_opt, "--data-opt")
+    try:
+        config = TrainConfig(**options)
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"ms3m train: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/{config.model}-{Path(str(config.data)).stem}")
+    try:
+        trainer = Trainer(config, out, progress=not args.quiet)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as e:
+        print(f"ms3m train: {e}", file=sys.stderr)
+        return 2
+    result = trainer.fit(resume=not args.no_resume)
+    if trainer.is_main:
+        if not args.no_bundle:
+            bundle = trainer.write_bundle(args.bundle)
+            result["bundle"] = str(bundle)
+        test = result.get("test", {})
+        print(f"done: {result['steps']} steps, best val MSE {result['val_mse']:.4f} (step {result['best_step']})"
+              + (f", test MSE {test['mse']:.4f} (last value {test['last_value']['mse']:.4f})"
+                 if "last_value" in test else (f", test MSE {test['mse']:.4f}" if test else ""))
+              + (f"\nbundle: {result['bundle']}" if "bundle" in result else "") + f"\nrun: {out}")
+        if args.json:
+            print(json.dumps(result, default=str))
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model of the zoo and write a deployable bundle",
+        description="Train one model (AdamW with SSM parameter groups, warm-up + cosine, clipping, early "
+        "stopping on validation, checkpoint/resume) and write a bundle the xApp serves. A re-run with the "
+        "same --out resumes from its checkpoint. --nproc N trains data-parallel over N processes (torchrun, "
+        "gloo). Model hyperparameters: --set d_model=64 --set n_layers=4 (see `ms3m models`).",
+    )
+    p.add_argument("--model", default="s4d", help="model name (default s4d; `ms3m models` lists them)")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic | ett | irish5g | path to a .csv/.parquet KPI table (default synthetic)")
+    p.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
+                   help="dataset option, e.g. n_cells=64, length=4000, path=..., columns={...}")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model hyperparameter (JSON values)")
+    p.add_argument("--target", action="append", help="target KPI (repeatable; default: the dataset's main KPI)")
+    p.add_argument("--input", action="append", help="input KPI (repeatable; default: all)")
+    p.add_argument("--horizon", type=int, help="forecast steps ahead (default 8)")
+    p.add_argument("--window", type=int, help="training window length (default 256)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default 32)")
+    p.add_argument("--steps", type=int, help="maximum optimizer steps (default 1500)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 100)")
+    p.add_argument("--patience", type=int, help="early-stop after N validations without improvement (default 8)")
+    p.add_argument("--loss-positions", choices=["all", "last"], help="train on all positions or only the last")
+    p.add_argument("--split", choices=["auto", "time", "series"], help="how to split train/val/test")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun, gloo on CPU)")
+    p.add_argument("--out", help="run directory (default runs/<model>-<data>)")
+    p.add_argument("--bundle", help="bundle directory (default <out>/bundle)")
+    p.add_argument("--no-bundle", action="store_true", help="do not write a bundle at the end")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document last")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import sys
+
+    from models.training.trainer import export_run
+
+    try:
+        path = export_run(args.run, args.out)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"ms3m export: {e}", file=sys.stderr)
+        return 2
+    print(f"bundle written: {path}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write the deployable bundle of a training run",
+        description="Export a training run (the directory `ms3m train --out` wrote; its best weights) as a "
+        "bundle: config.json, weights.safetensors, step.onnx, step.ts, and for MS³M one step graph per "
+        "expert plus the gate.",
+    )
+    p.add_argument("run", help="training run directory (holds train_config.json, data.json, best.safetensors)")
+    p.add_argument("--out", required=True, help="bundle directory to write (replaced if it exists)")
+    p.set_defaults(handler=_cmd_export)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from models.registry import config_fields, list_models
+
+    for name in list_models():
+        fields = {k: v for k, v in config_fields(name).items()
+                  if k not in ("d_input", "n_targets", "horizon", "target_index")}
+        print(f"{name:12s} " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k != "experts"))
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the models of the zoo and their hyperparameters",
+                       description="Every registered model with its hyperparameters and defaults "
+                       "(set them with `ms3m train --set KEY=VALUE`).")
+    p.set_defaults(handler=_cmd_models)
+
+
 # Subcommands are registered here only once their feature works.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_config, _add_bench]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_serve, _add_config, _add_models, _add_train, _add_export, _add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from models import create_model
-from models.ms3m import OBJECTIVES, MS3M, objective_vector, sample_objectives
+from models.ms3m import MS3M, OBJECTIVES, objective_vector, sample_objectives
 from tests.models.zoo_helpers import D_IN, rel_err, run_steps
 
 EXPERTS = [
@@ -135,7 +137,7 @@ def test_warm_up_error_falls_with_window_and_is_small_after_four_decay_times(ind
             warm = m.warm_expert(index, x[:, -W:], phase=true[0])
         assert torch.equal(warm[0], true[0])  # phase aligned
         errors.append(max(rel_err(a, b) for a, b in zip(warm[2:], true[2:])))
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors  # falls with W
+    assert all(a > b for a, b in itertools.pairwise(errors)), errors  # falls with W
     assert errors[-1] <= 1e-3, errors
 
 

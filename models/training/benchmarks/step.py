@@ -1,7 +1,9 @@
 """`ms3m bench step`: per-sample cost of one recurrent step vs history length, for every model.
 
 For each model, history length h and batch b, the state is first advanced over h real samples
-(forward_with_state, so window models fill their caches), then `step` is timed. Window models get
+(forward_with_state, so window models fill their caches), then `step` is timed on the chosen runtime:
+onnxruntime (default: what the xApp serves; parameter-only work such as discretization is folded into
+constants at export), TorchScript (frozen trace) or torch eager. Window models get
 window = h (the Transformer's KV cache, DLinear's lookback): their step cost grows with h, the SSMs'
 does not. The two Transformer references are measured in the same run:
 
@@ -16,8 +18,10 @@ Rounds interleave the histories so that machine noise affects them alike; the me
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,14 +66,43 @@ def warm_state(model, history: int, batch: int):
         return tuple(s.expand(batch, *s.shape[1:]).contiguous() for s in state)
 
 
-def step_seconds(model, history: int, batch: int, min_seconds: float) -> float:
+def step_fn(model, runtime: str, threads: int | None, workdir: Path) -> Callable:
+    """A callable (x, state) → (y, state) running `model.step` on `runtime` (numpy for onnxruntime)."""
+    if runtime == "torch":
+        def run(x, state):
+            with torch.inference_mode():
+                return model.step(x, state)
+        return run
+    if runtime == "torchscript":
+        from models.export import export_torchscript
+
+        module = torch.jit.load(str(export_torchscript(model, workdir / f"{model.name}.ts")))
+
+        def run_ts(x, state):
+            with torch.inference_mode():
+                out = module(x, *state)
+            return out[0], tuple(out[1:])
+        return run_ts
+    if runtime == "onnxruntime":
+        from models.export import export_onnx
+        from service.runtime.backends import OnnxStepRuntime
+
+        rt = OnnxStepRuntime(export_onnx(model, workdir / f"{model.name}.onnx"), threads=threads)
+        return rt.run
+    raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def step_seconds(model, history: int, batch: int, min_seconds: float, runtime: str = "torch",
+                 threads: int | None = 1, workdir: Path | None = None) -> float:
     state = warm_state(model, history, batch)
     x = torch.randn(batch, D_INPUT)
+    if runtime == "onnxruntime":
+        state, x = [s.numpy() for s in state], x.numpy()
+    run = step_fn(model, runtime, threads, workdir or Path(tempfile.mkdtemp()))
     holder = [state]
 
     def one():
-        with torch.inference_mode():
-            _, holder[0] = model.step(x, holder[0])
+        _, holder[0] = run(x, holder[0])
 
     return _time_call(one, min_seconds)
 
@@ -92,6 +125,7 @@ def run(
     rounds: int = 3,
     min_seconds: float = 0.2,
     threads: int | None = 1,
+    runtime: str = "onnxruntime",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure and return {"rows": [...], "summary": {...}, "settings": {...}} (see module docstring)."""
@@ -102,6 +136,7 @@ def run(
     if unknown:
         raise KeyError(f"unknown model(s) {sorted(unknown)}; known: {list_models()}")
     say = progress or (lambda s: None)
+    workdir = Path(tempfile.mkdtemp(prefix="ms3m-bench-step-"))
     # per (name, history, batch): list of per-round us/sample
     samples: dict[tuple[str, int, int], list[float]] = {}
     full: dict[tuple[int, int], list[float]] = {}
@@ -120,7 +155,8 @@ def run(
                     say(f"round {r + 1}/{rounds}: {name} h={h} b={b}")
                     model = build(name, h)
                     state_bytes[(name, h)] = model.state_bytes_per_cell()
-                    samples.setdefault((name, h, b), []).append(step_seconds(model, h, b, min_seconds) / b * 1e6)
+                    sec = step_seconds(model, h, b, min_seconds, runtime, threads, workdir)
+                    samples.setdefault((name, h, b), []).append(sec / b * 1e6)
     rows = []
     kv = {(h, b): statistics.median(samples[("transformer", h, b)]) for h in histories for b in batches
           if ("transformer", h, b) in samples}
@@ -128,7 +164,8 @@ def run(
         for h in histories:
             for b in batches:
                 kv[(h, b)] = statistics.median(
-                    step_seconds(build("transformer", h), h, b, min_seconds) / b * 1e6 for _ in range(rounds))
+                    step_seconds(build("transformer", h), h, b, min_seconds, runtime, threads, workdir) / b * 1e6
+                    for _ in range(rounds))
     for name in names:
         for h in histories:
             for b in batches:
@@ -151,7 +188,8 @@ def run(
     return {
         "benchmark": "step",
         "settings": {"histories": list(histories), "batches": list(batches), "rounds": rounds,
-                     "threads": torch.get_num_threads(), "d_input": D_INPUT, "horizon": HORIZON,
+                     "threads": torch.get_num_threads(), "runtime": runtime, "full_window_runtime": "torch",
+                     "d_input": D_INPUT, "horizon": HORIZON,
                      "torch": torch.__version__},
         "columns": ["model", "history", "batch", "us_per_sample", "ratio_vs_full_window", "ratio_vs_kv_cache",
                     "state_bytes_per_cell"],

@@ -1,0 +1,484 @@
+"""The training loop: AdamW with the models' SSM parameter groups, warm-up + cosine schedule, gradient
+clipping, early stopping on validation, deterministic seeds, checkpoint/resume, a progress bar, and
+multi-process data-parallel training under torchrun (DDP, gloo on CPU).
+
+A run directory holds everything a run needs and produces:
+
+    train_config.json     the TrainConfig (what `ms3m train` was asked)
+    checkpoint.pt         resumable state: tensors and plain values only (loads with weights_only=True)
+    best.safetensors      weights of the best validation step
+    data.json             input / target KPI names, period, z-score statistics fitted on the training split,
+                          and a description of the data (what `ms3m export` needs besides the weights)
+    history.jsonl         one JSON line per evaluation
+    result.json           final metrics (validation and test)
+    bundle/               the deployable bundle (models.export.write_bundle)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.base import StreamingModel
+from models.registry import create_model, model_class
+from models.training.series import SeriesSet, ZScore
+
+
+@dataclass
+class TrainConfig:
+    """What to train on what. Every field has a default that works (`ms3m train` with no options)."""
+
+    model: str = "s4d"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    data: str = "synthetic"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] | None = None  # KPI names fed to the model (default: all)
+    targets: list[str] | None = None  # KPI names forecast (default: the dataset's main target)
+    horizon: int = 8
+    window: int = 256  # training window length (positions per sequence)
+    burn_in: int = 16  # first positions after a (zero-state) start excluded from the loss
+    loss_positions: str = "all"  # "all" positions after burn-in, or only the "last" (window protocol)
+    stateful: bool = True  # truncated BPTT: lanes walk series in consecutive windows, carrying state
+    # (as the model is served); ignored for loss_positions="last", whose windows are independent
+    split: str = "auto"  # "time" | "series" | "auto" (dataset default)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    batch_size: int = 32
+    max_steps: int = 1500
+    lr: float = 3e-3
+    ssm_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    patience: int = 8  # evaluations without improvement before stopping
+    val_windows: int = 512  # max validation windows per evaluation
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "horizon": self.horizon >= 1, "window": self.window >= 2, "batch_size": self.batch_size >= 1,
+            "max_steps": self.max_steps >= 1, "lr": self.lr > 0, "eval_every": self.eval_every >= 1,
+            "burn_in": 0 <= self.burn_in < self.window,
+            "loss_positions": self.loss_positions in ("all", "last"),
+            "split": self.split in ("auto", "time", "series"),
+            "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training option(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        model_class(self.model)  # raises KeyError naming the known models
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise TypeError(f"unknown training option(s) {sorted(unknown)}")
+        return cls(**d)
+
+
+# -- distributed helpers --------------------------------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when not distributed."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed() -> bool:
+    _rank, world = dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return world > 1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(pred.dtype)
+    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@dataclass
+class PreparedData:
+    """Normalized splits and what the model needs to know about them."""
+
+    train: SeriesSet
+    val: SeriesSet
+    test: SeriesSet
+    scaler: ZScore
+    input_index: list[int]
+    target_index: list[int]  # into the model's inputs (for the last-value residual)
+    target_cols: list[int]  # into the dataset's KPIs
+    description: dict[str, Any]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.train.kpis[i] for i in self.input_index]
+
+    @property
+    def target_names(self) -> list[str]:
+        return [self.train.kpis[i] for i in self.target_cols]
+
+
+class Trainer:
+    """Trains one model per TrainConfig into a run directory; `fit()` returns the final metrics."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, data: PreparedData | None = None,
+                 progress: bool = True, log=print):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.log = log
+        self.rank, self.world = dist_info()
+        self.distributed = init_distributed()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        from models.training.datasets import prepare_data  # local: keeps import cost off `ms3m --help`
+
+        self.data = data or prepare_data(config)
+        d = self.data
+        model_cfg = dict(config.model_config)
+        model_cfg.setdefault("target_index", d.target_index)
+        self.model: StreamingModel = create_model(
+            config.model, d_input=len(d.input_index), n_targets=len(d.target_cols), horizon=config.horizon, **model_cfg
+        )
+        self.net = _TrainingForward(self.model)
+        if self.distributed:  # gradients all-reduced over the gloo group; forward must go through the wrapper
+            self.net = torch.nn.parallel.DistributedDataParallel(self.net)
+        groups = self.model.param_groups(config.lr, config.weight_decay, config.ssm_lr)
+        for g in groups:
+            g["initial_lr"] = g["lr"]
+        self.optimizer = torch.optim.AdamW(groups)
+        self.step = 0
+        self.best_val = math.inf
+        self.best_step = -1
+        self.bad_evals = 0
+        from models.training.data.windows import WindowSampler
+
+        self.sampler = WindowSampler(self.data.train, config.window, config.horizon, self.data.target_cols,
+                                     seed=config.seed + 1000 * self.rank)
+        self.lanes = Lanes(self.sampler, config.batch_size)
+        self.lane_state = None
+
+    # -- persistence ---------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": json.dumps(self.sampler.rng.bit_generator.state),
+            "lanes": {k: torch.from_numpy(getattr(self.lanes, k).copy()) for k in ("series", "pos", "fresh")},
+            "lane_state": list(self.lane_state) if self.lane_state is not None else [],
+        }
+        tmp = self.run_dir / "checkpoint.pt.tmp"
+        torch.save(ckpt, tmp)
+        os.replace(tmp, self.run_dir / "checkpoint.pt")
+
+    def load_checkpoint(self) -> bool:
+        path = self.run_dir / "checkpoint.pt"
+        if not path.exists():
+            return False
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step, self.best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        self.best_step, self.bad_evals = int(ckpt["best_step"]), int(ckpt["bad_evals"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.sampler.rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+        self.lanes.series[:] = ckpt["lanes"]["series"].numpy()
+        self.lanes.pos[:] = ckpt["lanes"]["pos"].numpy()
+        self.lanes.fresh[:] = ckpt["lanes"]["fresh"].numpy()
+        self.lane_state = tuple(ckpt["lane_state"]) or None
+        return True
+
+    def _write_json(self, name: str, obj: Any) -> None:
+        if self.is_main:
+            (self.run_dir / name).write_text(json.dumps(obj, indent=2, default=_json_default))
+
+    # -- training --------------------------------------------------------------------------------
+    @property
+    def stateful(self) -> bool:
+        return self.config.stateful and self.config.loss_positions == "all"
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x, y, mask and, for truncated BPTT, which lanes continue (B,) bool (others restart at zero)."""
+        c = self.config
+        if self.stateful:
+            b, fresh = self.lanes.next()
+        else:
+            b, fresh = self.sampler.sample(c.batch_size), np.ones(c.batch_size, bool)
+        x, y, m = np.ascontiguousarray(b.x[..., self.data.input_index]), b.y, b.y_mask
+        if c.loss_positions == "last":
+            m[:, :-1] = False
+        else:
+            m[fresh, : c.burn_in] = False
+        cont = torch.from_numpy(~fresh) if self.stateful else None
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), cont
+
+    def train_step(self) -> float:
+        c = self.config
+        self.net.train()
+        factor = lr_factor(self.step, c.warmup_steps, c.max_steps, c.min_lr_ratio)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+        x, y, m, cont = self._batch()
+        state = None
+        if cont is not None and self.lane_state is not None:  # carried state, zero for restarted lanes
+            state = tuple(torch.where(cont.view(-1, *([1] * (s.dim() - 1))), s, torch.zeros_like(s))
+                          for s in self.lane_state)
+        pred, aux, new_state = self.net(x, state)
+        if cont is not None:
+            self.lane_state = tuple(s.detach() for s in new_state)
+        loss = masked_mse(pred, y, m) + sum(aux.values(), torch.zeros(()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def validate(self) -> float:
+        from models.training.evaluate import evaluate_windows
+
+        c = self.config
+        metrics = evaluate_windows(self.model, self.data.val, self.data.input_index, self.data.target_cols,
+                                   c.window, c.horizon, burn_in=c.burn_in, positions=c.loss_positions,
+                                   max_windows=c.val_windows)
+        return metrics["mse"]
+
+    def fit(self, resume: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+        """Train until max_steps or early stop; resume from run_dir's checkpoint when there is one.
+        `stop_at` leaves the loop after that step as if interrupted (tests and time-sliced training)."""
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.load_checkpoint()
+        self._write_json("train_config.json", c.to_dict())
+        self._write_json("data.json", {"inputs": self.data.input_names, "targets": self.data.target_names,
+                                       "period_ms": self.data.train.period_ms,
+                                       "normalization": normalization_for(self.data),
+                                       "description": self.data.description})
+        if resumed and self.is_main:
+            self.log(f"resumed {self.run_dir} at step {self.step} (best val MSE {self.best_val:.4f})")
+        start = time.perf_counter()
+        losses: list[float] = []
+        with _progress(self.progress and self.is_main, c.max_steps, self.step, f"train {c.model}") as bar:
+            while self.step < c.max_steps and self.bad_evals < c.patience and self.step != stop_at:
+                losses.append(self.train_step())
+                if self.step % c.eval_every == 0 or self.step == c.max_steps:
+                    val = self._sync(self.validate() if self.is_main else 0.0)
+                    improved = val < self.best_val - 1e-6
+                    if improved:
+                        self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+                        if self.is_main:
+                            save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
+                                      str(self.run_dir / "best.safetensors"))
+                    else:
+                        self.bad_evals += 1
+                    if self.is_main:
+                        with open(self.run_dir / "history.jsonl", "a") as f:
+                            f.write(json.dumps({"step": self.step, "train_loss": float(np.mean(losses[-c.eval_every:])),
+                                                "val_mse": val, "lr_factor": lr_factor(self.step, c.warmup_steps,
+                                                c.max_steps, c.min_lr_ratio)}) + "\n")
+                    self.save_checkpoint()
+                bar(self.step, losses[-1], self.best_val)
+        if self.is_main and self.bad_evals >= c.patience:
+            self.log(f"early stop at step {self.step}: no improvement for {c.patience} evaluations")
+        if (self.run_dir / "best.safetensors").exists():
+            self.model.load_state_dict(load_file(str(self.run_dir / "best.safetensors")))
+        result = {"model": c.model, "steps": self.step, "best_step": self.best_step, "val_mse": self.best_val,
+                  "train_seconds": time.perf_counter() - start, "parameters": sum(p.numel() for p in
+                  self.model.parameters()), "state_bytes_per_cell": self.model.state_bytes_per_cell()}
+        if self.is_main:
+            result.update(self.test_metrics())
+            self._write_json("result.json", result)
+        if self.distributed:
+            torch.distributed.barrier()
+        return result
+
+    def _sync(self, value: float) -> float:
+        """Broadcast rank 0's value so every rank takes the same early-stopping decision."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.broadcast(t, 0)
+        return float(t.item())
+
+    def test_metrics(self) -> dict[str, Any]:
+        from models.training.evaluate import evaluate_windows
+
+        c = self.config
+        if not self.data.test.series:
+            return {}
+        m = evaluate_windows(self.model, self.data.test, self.data.input_index, self.data.target_cols, c.window,
+                             c.horizon, burn_in=c.burn_in, positions=c.loss_positions, scaler=self.data.scaler,
+                             baseline=True)
+        return {"test": m}
+
+    def write_bundle(self, out: str | Path | None = None) -> Path:
+        return export_run(self.run_dir, out or self.run_dir / "bundle", model=self.model)
+
+
+def export_run(run_dir: str | Path, out: str | Path, model: StreamingModel | None = None) -> Path:
+    """Write the bundle of a training run (its best weights) to `out`. Raises FileNotFoundError naming
+    what is missing when `run_dir` is not a finished or checkpointed run."""
+    from models.export import write_bundle
+    from models.registry import model_from_config
+
+    run_dir = Path(run_dir)
+    for need in ("train_config.json", "data.json"):
+        if not (run_dir / need).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a training run: {need} is missing")
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
+    data = json.loads((run_dir / "data.json").read_text())
+    if model is None:
+        weights = run_dir / "best.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{run_dir}: best.safetensors is missing (the run has not validated yet)")
+        state = load_file(str(weights))
+        model_cfg = dict(cfg.model_config)
+        model_cfg.setdefault("target_index", [data["inputs"].index(t) for t in data["targets"]])
+        model = create_model(cfg.model, d_input=len(data["inputs"]), n_targets=len(data["targets"]),
+                             horizon=cfg.horizon, **model_cfg)
+        model = model_from_config(cfg.model, model.config.to_dict())
+        model.load_state_dict(state)
+    result_path = run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    name = f"{cfg.model}-{data['description'].get('name', cfg.data)}"
+    return write_bundle(model, out, name=name, inputs=data["inputs"], targets=data["targets"],
+                        period_ms=data["period_ms"], normalization=data["normalization"],
+                        data=data["description"], metrics=result)
+
+
+class Lanes:
+    """Truncated-BPTT batches: lane b walks one series in consecutive windows; a lane whose series has no
+    further full window restarts at a random window of a random series (reported as fresh)."""
+
+    def __init__(self, sampler, batch: int):
+        self.sampler = sampler
+        flat = sampler.flat
+        self.lengths = flat.lengths
+        self.series = np.zeros(batch, np.int64)
+        self.pos = np.zeros(batch, np.int64)
+        self.fresh = np.ones(batch, bool)
+        self._restart(np.arange(batch))
+
+    def _restart(self, lanes: np.ndarray) -> None:
+        s = self.sampler
+        k = s.rng.integers(0, s.n_windows, size=len(lanes))
+        series = np.searchsorted(s._cum, k, side="right")
+        self.series[lanes] = series
+        self.pos[lanes] = k - np.concatenate([[0], s._cum[:-1]])[series]
+        self.fresh[lanes] = True
+
+    def next(self):
+        batch = self.sampler.flat.gather(self.series, self.pos)
+        fresh = self.fresh.copy()
+        L = self.sampler.length
+        self.pos += L
+        self.fresh[:] = False
+        done = np.flatnonzero(self.pos + L > self.lengths[self.series])
+        if done.size:
+            self._restart(done)
+        return batch, fresh
+
+
+class _TrainingForward(nn.Module):
+    """The model's training_forward as a module forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: StreamingModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, state=None):
+        return self.model.training_forward(x, state)
+
+
+def normalization_for(d: PreparedData) -> dict[str, Any]:
+    s = d.scaler
+    return {"kind": "zscore", "input_mean": s.mean[d.input_index].tolist(), "input_std": s.std[d.input_index].tolist(),
+            "target_mean": s.mean[d.target_cols].tolist(), "target_std": s.std[d.target_cols].tolist()}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic | np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+class _progress:
+    """A rich progress bar with loss, best validation MSE and ETA (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int, label: str):
+        self.enabled, self.total, self.done, self.label = enabled, total, done, label
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda *a: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("loss {task.fields[loss]:.4f}  best val {task.fields[val]:.4f}"),
+                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+        self._p.start()
+        task = self._p.add_task(self.label, total=self.total, completed=self.done, loss=float("nan"), val=float("nan"))
+
+        def update(step: int, loss: float, val: float) -> None:
+            self._p.update(task, completed=step, loss=loss, val=val)
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._p.stop()
+        return False
