@@ -72,7 +72,7 @@ def print_result(result: dict, as_json: bool) -> None:
     from rich.table import Table
 
     console = Console(stderr=as_json)  # with --json the table goes to stderr so stdout is pure JSON
-    table = Table(title=f"ms3m bench {result.get('benchmark', '')}".strip())
+    table = Table(title=result.get("title") or f"ms3m bench {result.get('benchmark', '')}".strip())
     cols = result.get("columns") or (list(result["rows"][0]) if result.get("rows") else [])
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "runtime", "name", "kind") else "right")
@@ -273,6 +273,69 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    from models.training import compare as cmp
+
+    preset = args.preset
+    horizons = args.horizon or ([96, 192] if preset == "ett" else [10])
+    models = args.model or (["dlinear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m"] if preset == "ett"
+                            else ["s4d", "mamba", "transformer", "lstm", "tcn", "ms3m"])
+    out_root = Path(args.out or f"reports/{preset}")
+    rows, everything = [], {}
+    for h in horizons:
+        if preset == "compare":
+            if not args.data:
+                print("ms3m eval compare: --data is required", file=sys.stderr)
+                return 2
+            from models.training.trainer import TrainConfig
+
+            base, overrides = TrainConfig(data=args.data, horizon=h, max_steps=args.steps or 1500), {}
+            published = None
+        else:
+            base, overrides = cmp.PRESETS[preset](h, args.steps or (2640 if preset == "ett" else 1500))
+            published = cmp.ETT_PUBLISHED.get(h) if preset == "ett" else None
+        if args.seed is not None:
+            base = dataclasses.replace(base, seed=args.seed)
+        log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+        summary = cmp.compare(models, base, overrides, out_root / f"h{h}", progress=not args.quiet, log=log,
+                              published=published)
+        everything[f"h{h}"] = summary
+        for r in cmp.table_rows(summary):
+            rows.append({"horizon": h, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}})
+    kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[")})
+    cols = ["horizon", "model", "mse", "mae", *(kpi_cols if len(kpi_cols) <= 2 else [])]
+    result = {"benchmark": f"eval {preset}", "title": f"ms3m eval {preset}", "columns": cols, "rows": rows,
+              "summary": {"report": str(out_root)}, "results": everything}
+    print_result(result, args.json)
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="train and compare models under one protocol; Markdown report and PNG plots",
+        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons 96/192, "
+        "every test window, MSE/MAE normalized), next to published figures; DLinear reproduces its paper. "
+        "irish5g: real operator LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in kbit/s and "
+        "the last-value baseline. compare: any dataset (--data). Each writes reports/<preset>/h<H>/ with "
+        "results.json, report.md, error_by_horizon.png and forecast plots.",
+    )
+    p.add_argument("preset", choices=["ett", "irish5g", "compare"], help="which comparison")
+    p.add_argument("--model", action="append", help="model to include (repeatable; default: the preset's list)")
+    p.add_argument("--horizon", type=int, action="append", help="horizon(s) (default: ett 96 and 192; else 10)")
+    p.add_argument("--data", help="dataset for `compare` (synthetic, irish5g, a CSV path, ...)")
+    p.add_argument("--steps", type=int, help="training steps per model (same budget for all)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--out", help="report folder (default reports/<preset>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print one JSON document last")
+    p.set_defaults(handler=_cmd_eval)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from models.registry import config_fields, list_models
 
@@ -292,7 +355,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 # Subcommands are registered here only once their feature works.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_config, _add_models, _add_train, _add_export, _add_bench,
+    _add_serve, _add_config, _add_models, _add_train, _add_export, _add_eval, _add_bench,
 ]
 
 

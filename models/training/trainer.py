@@ -50,6 +50,7 @@ class TrainConfig:
     window: int = 256  # training window length (positions per sequence)
     burn_in: int = 16  # first positions after a (zero-state) start excluded from the loss
     loss_positions: str = "all"  # "all" positions after burn-in, or only the "last" (window protocol)
+    eval_positions: str | None = None  # validation/test protocol: "all" (streaming) or "last"; None = as loss
     stateful: bool = True  # truncated BPTT: lanes walk series in consecutive windows, carrying state
     # (as the model is served); ignored for loss_positions="last", whose windows are independent
     split: str = "auto"  # "time" | "series" | "auto" (dataset default)
@@ -62,6 +63,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
+    schedule: str = "cosine"  # "cosine" (warm-up + cosine) or "halving": lr × 0.5 every `halve_every` steps
+    halve_every: int = 0  # steps per halving (LTSF-Linear "type1": one epoch); 0 = eval_every
     grad_clip: float = 1.0
     eval_every: int = 100
     patience: int = 8  # evaluations without improvement before stopping
@@ -75,7 +78,9 @@ class TrainConfig:
             "max_steps": self.max_steps >= 1, "lr": self.lr > 0, "eval_every": self.eval_every >= 1,
             "burn_in": 0 <= self.burn_in < self.window,
             "loss_positions": self.loss_positions in ("all", "last"),
+            "eval_positions": self.eval_positions in (None, "all", "last"),
             "split": self.split in ("auto", "time", "series"),
+            "schedule": self.schedule in ("cosine", "halving"), "halve_every": self.halve_every >= 0,
             "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -114,8 +119,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to min_ratio at `total`."""
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, halve_every: int = 0) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at `total`; or, with halve_every > 0,
+    0.5^(step // halve_every) (the LTSF-Linear "type1" epoch-halving schedule)."""
+    if halve_every > 0:
+        return 0.5 ** (step // halve_every)
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -238,6 +246,15 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------------
     @property
+    def eval_positions(self) -> str:
+        return self.config.eval_positions or self.config.loss_positions
+
+    @property
+    def halve_every(self) -> int:
+        c = self.config
+        return 0 if c.schedule == "cosine" else (c.halve_every or c.eval_every)
+
+    @property
     def stateful(self) -> bool:
         return self.config.stateful and self.config.loss_positions == "all"
 
@@ -259,7 +276,7 @@ class Trainer:
     def train_step(self) -> float:
         c = self.config
         self.net.train()
-        factor = lr_factor(self.step, c.warmup_steps, c.max_steps, c.min_lr_ratio)
+        factor = lr_factor(self.step, c.warmup_steps, c.max_steps, c.min_lr_ratio, self.halve_every)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
         x, y, m, cont = self._batch()
@@ -284,7 +301,7 @@ class Trainer:
 
         c = self.config
         metrics = evaluate_windows(self.model, self.data.val, self.data.input_index, self.data.target_cols,
-                                   c.window, c.horizon, burn_in=c.burn_in, positions=c.loss_positions,
+                                   c.window, c.horizon, burn_in=c.burn_in, positions=self.eval_positions,
                                    max_windows=c.val_windows)
         return metrics["mse"]
 
@@ -320,7 +337,7 @@ class Trainer:
                         with open(self.run_dir / "history.jsonl", "a") as f:
                             f.write(json.dumps({"step": self.step, "train_loss": float(np.mean(losses[-c.eval_every:])),
                                                 "val_mse": val, "lr_factor": lr_factor(self.step, c.warmup_steps,
-                                                c.max_steps, c.min_lr_ratio)}) + "\n")
+                                                c.max_steps, c.min_lr_ratio, self.halve_every)}) + "\n")
                     self.save_checkpoint()
                 bar(self.step, losses[-1], self.best_val)
         if self.is_main and self.bad_evals >= c.patience:
@@ -352,7 +369,7 @@ class Trainer:
         if not self.data.test.series:
             return {}
         m = evaluate_windows(self.model, self.data.test, self.data.input_index, self.data.target_cols, c.window,
-                             c.horizon, burn_in=c.burn_in, positions=c.loss_positions, scaler=self.data.scaler,
+                             c.horizon, burn_in=c.burn_in, positions=self.eval_positions, scaler=self.data.scaler,
                              baseline=True)
         return {"test": m}
 

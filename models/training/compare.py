@@ -1,0 +1,219 @@
+"""Fair model comparisons: train a list of models under one budget and protocol, write a report.
+
+`compare(...)` trains each model with the same base TrainConfig (plus per-model recipe overrides where a
+reference recipe exists, e.g. DLinear's), evaluates on the held-out test split, and writes into `out`:
+
+    results.json                 every metric of every model (and the last-value baseline)
+    report.md                    a Markdown table (plus published figures where the protocol has them)
+    error_by_horizon.png         test error per horizon, every model and the last-value baseline
+    forecast_<series>.png        forecast vs actual on a few test series
+    runs/<model>/                each model's training run (bundle included)
+
+Presets: `ett` (ETTh1, the LTSF protocol: lookback 96, all 7 channels, every test window, MSE/MAE on the
+normalized scale) and `irish5g` (real LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in
+kbit/s, streaming evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.training.trainer import TrainConfig, Trainer
+
+# Published ETTh1 results at lookback 96, multivariate (iTransformer, ICLR 2024, Table 10: MSE, MAE).
+ETT_PUBLISHED = {
+    96: {"iTransformer": (0.386, 0.405), "PatchTST": (0.414, 0.419), "DLinear": (0.386, 0.400)},
+    192: {"iTransformer": (0.441, 0.436), "PatchTST": (0.460, 0.445), "DLinear": (0.437, 0.432)},
+}
+
+# Per-model size for the comparisons (same for every dataset; small enough for 2 CPU cores).
+SIZES: dict[str, dict[str, Any]] = {
+    "s4d": {"d_model": 64, "n_layers": 2, "d_state": 32},
+    "s4": {"d_model": 64, "n_layers": 2, "d_state": 32},
+    "s5": {"d_model": 64, "n_layers": 2, "d_state": 32},
+    "mamba": {"d_model": 64, "n_layers": 2, "d_state": 16},
+    "lru": {"d_model": 64, "n_layers": 2, "d_state": 64},
+    "h3": {"d_model": 64, "n_layers": 2, "d_state": 32},
+    "gated_mlp": {"d_model": 64, "n_layers": 2, "d_state": 32},
+    "transformer": {"d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128},
+    "lstm": {"d_model": 64, "n_layers": 2},
+    "tcn": {"d_model": 64, "n_layers": 6, "kernel_size": 3},
+    "dlinear": {},
+    "ms3m": {},
+}
+
+
+def ett_preset(horizon: int, steps: int) -> tuple[TrainConfig, dict[str, dict[str, Any]]]:
+    """ETTh1, lookback 96, all 7 channels. DLinear uses its reference recipe (LTSF-Linear: lr 0.005,
+    batch 32, lr halved every epoch, last-position loss); the sequence models train on every position
+    of each 96-step window (teacher forcing) and are scored, like DLinear, at the last position."""
+    epoch = 8449 // 32  # training windows / batch: one epoch in steps
+    base = TrainConfig(data="ett", horizon=horizon, window=96, batch_size=32, max_steps=steps, lr=1e-3,
+                       weight_decay=0.0, warmup_steps=0, eval_every=epoch, patience=3, schedule="halving",
+                       loss_positions="last", eval_positions="last", burn_in=0, val_windows=100_000,
+                       stateful=False)
+    overrides = {"dlinear": {"lr": 0.005}}
+    for name in SIZES:
+        if name != "dlinear":
+            overrides[name] = {"loss_positions": "all", "burn_in": 24, "stateful": False}
+    return base, overrides
+
+
+def irish_preset(horizon: int, steps: int) -> tuple[TrainConfig, dict[str, dict[str, Any]]]:
+    """Irish 5G traces (Download + Netflix, driving + static), split by whole trace, DL throughput 1–10 s
+    ahead from all KPIs; truncated-BPTT training, streaming evaluation over each held-out trace."""
+    base = TrainConfig(data="irish5g", targets=["DRB.UEThpDl"], horizon=horizon, window=128, batch_size=32,
+                       max_steps=steps, lr=2e-3, eval_every=100, patience=6, burn_in=16, split="series")
+    return base, {}
+
+
+PRESETS: dict[str, Callable[[int, int], tuple[TrainConfig, dict[str, dict[str, Any]]]]] = {
+    "ett": ett_preset, "irish5g": irish_preset,
+}
+
+
+def compare(models: list[str], base: TrainConfig, overrides: dict[str, dict[str, Any]] | None, out: str | Path,
+            progress: bool = True, log: Callable[[str], None] = print, plots: bool = True,
+            published: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Train and evaluate each model under `base` (+ its override), write the report; returns the results."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = overrides or {}
+    results: dict[str, Any] = {}
+    trainers: dict[str, Trainer] = {}
+    for name in models:
+        cfg = dataclasses.replace(base, model=name, model_config={**SIZES.get(name, {}), **base.model_config},
+                                  **overrides.get(name, {}))
+        log(f"== {name}: {cfg.max_steps} steps max, lr {cfg.lr}, window {cfg.window}, horizon {cfg.horizon}")
+        start = time.perf_counter()
+        trainer = Trainer(cfg, out / "runs" / name, progress=progress, log=log)
+        res = trainer.fit()
+        res["wall_seconds"] = time.perf_counter() - start
+        trainer.write_bundle()
+        results[name] = res
+        trainers[name] = trainer
+    first = next(iter(trainers.values()))
+    baseline = results[models[0]]["test"].get("last_value")
+    summary = {
+        "dataset": first.data.description, "protocol": {k: v for k, v in dataclasses.asdict(base).items()
+                                                         if k not in ("model", "model_config")},
+        "targets": first.data.target_names, "models": results, "last_value": baseline,
+        "published": published or {},
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+    (out / "report.md").write_text(markdown_report(summary))
+    if plots:
+        plot_error_by_horizon(summary, out / "error_by_horizon.png")
+        plot_forecasts(trainers, out)
+    return summary
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic | np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model (+ last value, + published figures): normalized MSE / MAE and per-KPI MAE."""
+    rows = []
+    for name, res in summary["models"].items():
+        t = res["test"]
+        row = {"model": name, "mse": t["mse"], "mae": t["mae"], "params": res["parameters"],
+               "state_bytes_per_cell": res["state_bytes_per_cell"], "steps": res["steps"],
+               "train_s": round(res.get("wall_seconds", res["train_seconds"]))}
+        for kpi, u in (t.get("units") or {}).items():
+            row[f"mae[{kpi}]"] = u["mae"]
+        rows.append(row)
+    if summary.get("last_value"):
+        lv = summary["last_value"]
+        row = {"model": "last value", "mse": lv["mse"], "mae": lv["mae"]}
+        for kpi, u in (lv.get("units") or {}).items():
+            row[f"mae[{kpi}]"] = u["mae"]
+        rows.append(row)
+    for name, (mse, mae) in (summary.get("published") or {}).items():
+        rows.append({"model": f"{name} (published)", "mse": mse, "mae": mae})
+    return rows
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    rows = table_rows(summary)
+    kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[")})
+    cols = ["model", "mse", "mae", *kpi_cols, "params", "state_bytes_per_cell", "steps", "train_s"]
+    fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Comparison: {summary['dataset'].get('name')}", "",
+             f"Targets: {', '.join(summary['targets'])}; horizon {summary['protocol']['horizon']}; "
+             f"window {summary['protocol']['window']}; split {summary['dataset'].get('split')}. MSE / MAE on the "
+             "normalized scale (train-split z-score); mae[KPI] in KPI units.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_error_by_horizon(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    kpi = summary["targets"][0]
+    for name, res in summary["models"].items():
+        units = res["test"].get("units", {}).get(kpi)
+        ys = units["mae_by_horizon"] if units else res["test"]["mae_by_horizon"]
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=name)
+    lv = summary.get("last_value")
+    if lv:
+        units = (lv.get("units") or {}).get(kpi)
+        ys = units["mae_by_horizon"] if units else lv["mae_by_horizon"]
+        ax.plot(range(1, len(ys) + 1), ys, "k--", label="last value")
+    ax.set_xlabel("horizon (steps ahead)")
+    ax.set_ylabel(f"MAE ({kpi}{', KPI units' if len(summary['targets']) == 1 else ', normalized'})")
+    ax.set_title(f"Test error by horizon — {summary['dataset'].get('name')}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_forecasts(trainers: dict[str, Trainer], out: Path, n_series: int = 2, span: int = 300) -> None:
+    """Actual vs forecast (1 step and H steps ahead) on the first test series, streaming."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.training.data.windows import forward_fill
+    from models.training.evaluate import stream_forecasts
+
+    first = next(iter(trainers.values()))
+    d = first.data
+    series = [s for s in d.test.series if len(s) > span][:n_series] or d.test.series[:1]
+    k, target = 0, d.target_names[0]
+    mean, std = d.scaler.mean[d.target_cols[k]], d.scaler.std[d.target_cols[k]]
+    for s in series:
+        T = min(len(s), span + 64)
+        x = forward_fill(s.values[:T])[0][None, :, d.input_index]
+        actual = s.values[:T, d.target_cols[k]] * std + mean
+        H = first.config.horizon
+        fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+        for ax, h in zip(axes, (1, H)):
+            ax.plot(np.arange(T), actual, "k", lw=1, label="actual")
+            for name, tr in trainers.items():
+                pred = stream_forecasts(tr.model, x)[0, :, h - 1, k] * std + mean
+                ax.plot(np.arange(h, T), pred[: T - h], lw=1, label=name)  # forecast made at t for t+h
+            ax.set_title(f"{target}, {h} step(s) ahead — test series {s.name}", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7, ncol=4)
+        fig.tight_layout()
+        safe = "".join(c if c.isalnum() else "_" for c in s.name)[-60:]
+        fig.savefig(out / f"forecast_{safe}.png", dpi=110)
+        plt.close(fig)
