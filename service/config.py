@@ -46,9 +46,26 @@ class Settings(BaseSettings):
     namespace: str = Field("ms3m", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # SDL namespace: keys are {ns},key
     window_length: int = Field(512, ge=1, le=1_000_000)
 
-    # Models
+    # Models and the step engine
     bundles: list[Path] = Field(default_factory=list)  # MS3M_BUNDLES='["/bundles/ms3m"]'
     runtime: Runtime = "onnxruntime"
+    inference_threads: int = Field(1, ge=1, le=64)  # intra-op threads of the inference thread
+    max_cells: int = Field(1_000_000, ge=1)
+    max_batch: int = Field(8192, ge=1)  # samples merged into one engine flush
+    flush_ms: float = Field(2.0, gt=0, le=1000)  # wait at most this long to fill a batch
+    max_queue_samples: int = Field(500_000, ge=1)  # beyond: RESOURCE_EXHAUSTED / HTTP 503
+    ignore_unknown_kpis: bool = False  # True: drop unknown measurement names instead of rejecting reports
+
+    # Forecasts, router, actions
+    interval_coverage: float = Field(0.9, ge=0.5, lt=1.0)
+    decision_period_samples: int = Field(60, ge=1)  # MS³M router: samples between expert-set decisions
+    action_mode: Literal["recommend", "enforce"] = "recommend"
+    action_log_size: int = Field(10_000, ge=1)
+
+    # Durability
+    snapshot_interval_s: float = Field(5.0, gt=0)
+    journal_max_samples: int = Field(2_000_000, ge=0)  # kept in memory while the buffer is unreachable
+    buffer_retry_s: float = Field(0.5, gt=0)
 
     # O-RAN SC xApp descriptor (config-file.json), reloaded when it changes
     config_file: Path | None = Field(

@@ -84,16 +84,21 @@ class StateTable:
     def slot(self, cell: str) -> int | None:
         return self._slot_of.get(cell)
 
-    def slots_for(self, cells: Sequence[str], now_ms: int, period_ms: int | None = None) -> np.ndarray:
-        """Slots of `cells` (allocating zero states for new ones), marking them seen at `now_ms`.
+    def slots_for(self, cells: Sequence[str], now_ms: int, period_ms: int | None = None,
+                  new: list[int] | None = None) -> np.ndarray:
+        """Slots of `cells` (allocating zero states for new ones), marking them seen at `now_ms`; newly
+        allocated slots are appended to `new` when given.
 
         Raises TableFullError when a new cell needs a slot, the table is at max_cells and no cell has
         been idle for min_idle_periods × period_ms."""
         out = np.empty(len(cells), dtype=np.int64)
+        get = self._slot_of.get
         for i, cell in enumerate(cells):
-            s = self._slot_of.get(cell)
+            s = get(cell)
             if s is None:
                 s = self._allocate(cell, now_ms, period_ms, protect=cells)
+                if new is not None:
+                    new.append(s)
             out[i] = s
         self.last_seen[out] = now_ms
         return out
@@ -186,6 +191,18 @@ class StateTable:
             out.append(flat[i : i + k].reshape(shape).copy())
             i += k
         return out
+
+    def pack_slots(self, slots: np.ndarray) -> list[bytes]:
+        """pack() for many slots at once (vectorized copy, one bytes object per slot)."""
+        n = len(slots)
+        if n == 0:
+            return []
+        flat = np.concatenate([a[slots].reshape(n, -1) for a in self.arrays], axis=1).astype("<f4", copy=False)
+        header = _HEADER.pack(_MAGIC, _VERSION, self.floats_per_cell)
+        return [header + row.tobytes() for row in flat]
+
+    def cell_of(self, slot: int) -> str | None:
+        return self._cell_of[slot]
 
     def pack_many(self, cells: Iterable[str]) -> dict[str, bytes]:
         return {c: self.pack(c) for c in cells if c in self._slot_of}

@@ -1,0 +1,251 @@
+"""One loaded bundle inside the engine: runtime, per-cell state table, normalization, intervals, latest
+forecasts. Everything per cell lives in arrays indexed by the cell's slot, so a batched step is a few
+numpy gathers and scatters around one runtime call. Only the engine's worker thread calls `step`,
+`warm`, `restore` and `snapshot_dirty`; readers of the latest forecasts take `lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.actions.conformal import ConformalIntervals
+from service.engine.state_table import StateTable, TableFullError
+from service.runtime.backends import create_runtime
+from service.runtime.bundle import Bundle
+from service.runtime.ms3m_stepper import OBJECTIVES, MS3MStepper
+
+DEFAULT_OBJECTIVE = np.array([0, 0, 0, 1, 1.0], np.float32)  # balanced, full budget
+
+
+@dataclass
+class StepResult:
+    """A batched step of one model for N cells (all arrays in KPI units unless noted)."""
+
+    slots: np.ndarray  # (N,)
+    timestamp_ms: np.ndarray  # (N,) of the sample applied
+    point: np.ndarray  # (N, H, K)
+    lower: np.ndarray  # (N, H, K)
+    upper: np.ndarray  # (N, H, K)
+    actual: np.ndarray  # (N, K) realized target values of this sample (NaN = absent)
+    outside: np.ndarray  # (N, K) bool: actual outside the 1-step interval issued one sample earlier
+    gate: np.ndarray | None = None  # (N, E) MS³M gate weights
+    logits: np.ndarray | None = None  # (N, E) MS³M gate logits (objective-conditioned preferences)
+    expert_forecasts: np.ndarray | None = None  # (N, E, K) 1-step forecast of each expert (KPI units)
+    expert_runs: np.ndarray | None = None  # (E,) cells each expert's graph ran for
+
+
+class ModelHost:
+    """A bundle served for many cells. `service_kpis` is the column order of the samples it receives."""
+
+    def __init__(self, bundle: Bundle, service_kpis: list[str], runtime: str = "onnxruntime",
+                 threads: int | None = None, capacity: int = 1024, max_cells: int = 1_000_000,
+                 coverage: float = 0.9):
+        m = bundle.manifest
+        self.bundle, self.name = bundle, m.name
+        missing = [k for k in m.inputs + m.targets if k not in service_kpis]
+        if missing:
+            raise ValueError(f"bundle {m.name}: KPI(s) {missing} are not in the service's KPI list")
+        self.inputs, self.targets = list(m.inputs), list(m.targets)
+        self.input_cols = np.array([service_kpis.index(k) for k in m.inputs])
+        self.target_cols = np.array([service_kpis.index(k) for k in m.targets])
+        n = m.normalization
+        self.in_mean, self.in_std = np.array(n.input_mean, np.float32), np.array(n.input_std, np.float32)
+        self.t_mean, self.t_std = np.array(n.target_mean, np.float32), np.array(n.target_std, np.float32)
+        self.horizon, self.n_targets, self.period_ms = m.horizon, len(m.targets), m.period_ms
+        self.is_ms3m = bool(m.experts)
+        if self.is_ms3m and runtime == "onnxruntime":
+            self.stepper: MS3MStepper | None = MS3MStepper(bundle, threads)
+            self.runtime = None
+        else:
+            self.stepper = None
+            self.runtime = create_runtime(bundle, runtime, threads)
+        self.expert_names = [e.name for e in m.experts] if self.is_ms3m else []
+        self.scales = [e.scale for e in m.experts] if self.is_ms3m else []
+        self.clock_mod = math.lcm(*self.scales) if self.scales else 1
+        spec = [(s.name, tuple(s.shape)) for s in m.state]
+        self.n_model_state = len(spec)
+        # extra per-cell rows that travel with the state (and its snapshots): the last raw input values
+        # (forward fill of absent KPIs) and the sample clock mod lcm(scales) (MS³M expert phases)
+        spec += [("host.ffill", (len(m.inputs),)), ("host.clock", (1,))]
+        self.table = StateTable(spec, capacity=capacity, max_cells=max_cells)
+        self.intervals = ConformalIntervals(self.horizon, self.n_targets, coverage=coverage)
+        self.lock = threading.Lock()
+        self._new_slots: list[int] = []  # allocated since the last take_new_slots() (policy lookup)
+        self._cap = 0
+        self._sync_capacity()
+
+    # -- per-slot arrays -----------------------------------------------------------------------
+    def _sync_capacity(self) -> None:
+        """Grow the per-slot arrays with the state table (new rows get their reset values)."""
+        cap, old = self.table.capacity, self._cap
+        if cap == old:
+            return
+        H, K, E = self.horizon, self.n_targets, len(self.expert_names)
+        specs = {"last_ts": (-1, (), np.int64), "dirty": (False, (), bool), "point": (np.nan, (H, K), np.float32),
+                 "lower": (np.nan, (H, K), np.float32), "upper": (np.nan, (H, K), np.float32),
+                 "objective": (0.0, (len(OBJECTIVES) + 1,), np.float32), "enforce": (False, (), bool)}
+        if E:
+            specs.update(active=(True, (E,), bool), gate=(np.nan, (E,), np.float32))
+        for name, (fill, shape, dtype) in specs.items():
+            grown = np.full((cap, *shape), fill, dtype)
+            if old:
+                grown[:old] = getattr(self, name)
+            setattr(self, name, grown)
+        self.objective[old:] = DEFAULT_OBJECTIVE
+        self.intervals.ensure_capacity(cap)
+        self._cap = cap
+
+    def _reset(self, slots: list[int]) -> None:
+        if not slots:
+            return
+        s = np.asarray(slots)
+        self.last_ts[s] = -1
+        self.dirty[s] = False
+        self.point[s] = self.lower[s] = self.upper[s] = np.nan
+        self.objective[s] = DEFAULT_OBJECTIVE
+        self.enforce[s] = False
+        self.table.arrays[-2][s] = np.nan  # ffill: nothing seen yet
+        self._new_slots.extend(slots)
+        if self.is_ms3m:
+            self.active[s] = True
+            self.gate[s] = np.nan
+        self.intervals.reset(s)
+
+    def slots(self, series: list[str], now_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, ok mask): slots for the series, allocating new ones; ok=False where the table is full."""
+        new: list[int] = []
+        try:
+            slots = self.table.slots_for(series, now_ms, self.period_ms, new)
+            ok = np.ones(len(series), bool)
+        except TableFullError:
+            slots = np.full(len(series), -1, np.int64)
+            for i, key in enumerate(series):  # slow path: as many as fit
+                with contextlib.suppress(TableFullError):
+                    slots[i] = self.table.slots_for([key], now_ms, self.period_ms, new)[0]
+            ok = slots >= 0
+        self._sync_capacity()
+        self._reset(new)
+        return slots, ok
+
+    # -- the step ----------------------------------------------------------------------------------
+    def step(self, slots: np.ndarray, values: np.ndarray, timestamp_ms: np.ndarray) -> StepResult:
+        """Apply one sample to each of `slots` (distinct). values (N, D_service) raw, NaN = absent."""
+        arrays = self.table.gather(slots)
+        states, ffill, clock = arrays[: self.n_model_state], arrays[-2], arrays[-1]
+        x = values[:, self.input_cols]
+        x = np.where(np.isnan(x), ffill, x)  # absent → last value seen for the cell
+        xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)  # never seen → mean
+        gate = logits = expert_fc = runs = None
+        if self.stepper is not None:
+            y, new_states, details = self.stepper.run(xn, states, self.objective[slots], self.active[slots])
+            gate, logits, runs = details.gate, details.logits, details.expert_runs
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y_e = details.contributions[:, :, 0, :] / gate[:, :, None]  # (N, E, K) 1-step, normalized
+            expert_fc = np.where(gate[:, :, None] > 0, y_e * self.t_std + self.t_mean, np.nan)
+        else:
+            y, new_states = self.runtime.run(xn, states)
+        new_clock = np.remainder(clock + 1, self.clock_mod)
+        self.table.scatter(slots, [*new_states, x.astype(np.float32), new_clock])
+        point = (y * self.t_std + self.t_mean).astype(np.float32)
+        actual = values[:, self.target_cols]
+        outside = self.intervals.observe(slots, actual)
+        lower, upper, _ = self.intervals.record(slots, point)
+        with self.lock:
+            self.point[slots], self.lower[slots], self.upper[slots] = point, lower, upper
+            self.last_ts[slots] = timestamp_ms
+            if gate is not None:
+                self.gate[slots] = gate
+        self.dirty[slots] = True
+        return StepResult(slots, timestamp_ms, point, lower, upper, actual, outside, gate, logits, expert_fc, runs)
+
+    # -- MS³M experts -------------------------------------------------------------------------------
+    def warm(self, slots: np.ndarray, expert: int, windows: list[np.ndarray]) -> None:
+        """Warm expert `expert` of `slots` from each cell's recent raw samples (W_i, D_service), oldest
+        first and ending at the cell's last applied sample, then mark it active."""
+        assert self.stepper is not None
+        clock = self.table.arrays[-1][slots, 0].astype(np.int64)
+        xs = []
+        for w in windows:
+            x = w[:, self.input_cols]
+            filled = x.copy()
+            for t in range(1, len(filled)):  # forward fill inside the window (windows are short)
+                miss = np.isnan(filled[t])
+                filled[t, miss] = filled[t - 1, miss]
+            xs.append(np.nan_to_num((filled - self.in_mean) / self.in_std, nan=0.0).astype(np.float32))
+        pieces = self.stepper.warm(expert, xs, clock)
+        sl = self.stepper.slices[expert]
+        for offset, arr in enumerate(pieces):
+            self.table.arrays[sl.start + offset][slots] = arr
+        self.active[slots, expert] = True
+        self.dirty[slots] = True
+
+    def take_new_slots(self) -> list[int]:
+        out, self._new_slots = self._new_slots, []
+        return out
+
+    def mark_dirty(self, series: list[str]) -> None:
+        """Snapshot these cells again next time (their last snapshot write failed)."""
+        for key in series:
+            slot = self.table.slot(key)
+            if slot is not None:
+                self.dirty[slot] = True
+
+    def forecast_from_samples(self, values: np.ndarray) -> np.ndarray:
+        """Cold-start forecast for a cell the service has not seen: step a zero state over its recent raw
+        samples (T, D_service), oldest first, without touching the table. Returns the point (H, K) in KPI
+        units. Thread-safe (runtimes are; no shared state is written)."""
+        x = values[:, self.input_cols].astype(np.float32)
+        for t in range(1, len(x)):
+            miss = np.isnan(x[t])
+            x[t, miss] = x[t - 1, miss]
+        xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)
+        specs = self.table.shapes[: self.n_model_state]
+        state = [np.zeros((1, *shape), np.float32) for shape in specs]
+        y = None
+        for row in xn:
+            if self.stepper is not None:
+                y, state, _ = self.stepper.run(row[None], state)
+            else:
+                y, state = self.runtime.run(row[None], state)
+        return (y[0] * self.t_std + self.t_mean).astype(np.float32)
+
+    # -- snapshots -----------------------------------------------------------------------------------
+    def snapshot_dirty(self, limit: int | None = None) -> dict[str, tuple[int, bytes]]:
+        """Packed states of cells changed since the last snapshot (series → (last sample ts, bytes))."""
+        slots = np.flatnonzero(self.dirty[: self._cap])
+        if limit is not None:
+            slots = slots[:limit]
+        records = self.table.pack_slots(slots)
+        self.dirty[slots] = False
+        return {self.table.cell_of(s): (int(self.last_ts[s]), rec) for s, rec in zip(slots.tolist(), records)}
+
+    def restore(self, records: dict[str, tuple[int, bytes]], now_ms: int = 0) -> int:
+        """Load snapshots; returns how many were usable (a record of another state layout is skipped)."""
+        n = 0
+        for series, (ts, data) in records.items():
+            try:
+                state = self.table.unpack(data)
+            except ValueError:
+                continue
+            slot, _ = self.slots([series], now_ms)
+            self.table.set(series, state, now_ms)
+            self.last_ts[slot[0]] = ts
+            n += 1
+        return n
+
+    def latest(self, series: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """(timestamp, point, lower, upper, gate) of the series' latest forecast, or None."""
+        slot = self.table.slot(series)
+        if slot is None:
+            return None
+        with self.lock:
+            if self.last_ts[slot] < 0:
+                return None
+            gate = self.gate[slot].copy() if self.is_ms3m else None
+            return (int(self.last_ts[slot]), self.point[slot].copy(), self.lower[slot].copy(),
+                    self.upper[slot].copy(), gate)

@@ -1,0 +1,1 @@
+"""KPI ingest: validation of E2SM-KPM-style indications and the E2Ingest gRPC service."""

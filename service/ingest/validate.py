@@ -1,0 +1,199 @@
+"""Validation of KpiIndication messages into SampleBatches (pure; no I/O).
+
+A report is accepted when it is well formed, names only known KPIs, carries finite values, is newer than
+the series' last accepted sample (timestamps strictly increase per series) and its sequence number is new
+for the series (sequence numbers strictly increase per series of one E2 node; a re-sent report is a
+duplicate). Rejections are counted by reason and the first few are described. `commit()` records accepted
+samples once they are durable, so a failed append can be retried without being taken for a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ms3m.v1 import kpm_pb2
+from service.buffer.base import SampleBatch, series_key
+
+R = kpm_pb2.RejectReason
+CELL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+MAX_DETAILS = 32
+
+
+@dataclass
+class Rejections:
+    counts: dict[int, int] = field(default_factory=dict)
+    details: list[kpm_pb2.RejectedReport] = field(default_factory=list)
+
+    def add(self, message_id: int, index: int, reason: int, detail: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        if len(self.details) < MAX_DETAILS:
+            self.details.append(kpm_pb2.RejectedReport(message_id=message_id, index=index, reason=reason,
+                                                       detail=detail))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def merge(self, other: Rejections) -> None:
+        for k, v in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        self.details.extend(other.details[: max(0, MAX_DETAILS - len(self.details))])
+
+
+class IngestValidator:
+    """Validates indications against the service's KPI list and each series' last accepted sample."""
+
+    def __init__(self, kpis: list[str], max_reports: int = 20_000, ignore_unknown_kpis: bool = False):
+        self.kpis = list(kpis)
+        self._col = {k: i for i, k in enumerate(self.kpis)}
+        self.max_reports = max_reports
+        self.ignore_unknown = ignore_unknown_kpis
+        self.last_ts: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}
+        self._columns_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, list[str]]] = {}
+
+    def restore(self, last: dict[str, tuple[int, int]]) -> None:
+        """Last (timestamp, sequence) per series, e.g. from the buffer after a restart."""
+        for key, (ts, seq) in last.items():
+            self.last_ts[key] = max(ts, self.last_ts.get(key, ts))
+            self.last_seq[key] = max(seq, self.last_seq.get(key, seq))
+
+    def _columns(self, names) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(positions in the message of known names, their service columns, unknown names)."""
+        key = tuple(names)
+        hit = self._columns_cache.get(key)
+        if hit is None:
+            pos, cols, unknown = [], [], []
+            for i, n in enumerate(key):
+                c = self._col.get(n)
+                if c is None:
+                    unknown.append(n)
+                else:
+                    pos.append(i)
+                    cols.append(c)
+            hit = (np.array(pos, np.int64), np.array(cols, np.int64), unknown)
+            if len(self._columns_cache) < 1024:
+                self._columns_cache[key] = hit
+        return hit
+
+    def validate(self, msg: kpm_pb2.KpiIndication) -> tuple[SampleBatch, Rejections]:
+        """Accepted samples (in message order) and the rejections. Does not change the series' state."""
+        rej = Rejections()
+        mid = msg.message_id
+        reports = msg.reports
+        n = len(reports)
+        empty = SampleBatch.empty(len(self.kpis))
+        if n == 0:
+            return empty, rej
+        if n > self.max_reports:
+            rej.add(mid, 0, R.REJECT_REASON_OVERSIZED, f"{n} reports in one message, at most {self.max_reports}", n)
+            return empty, rej
+        names = msg.meas_names
+        M = len(names)
+        if M == 0 or len(set(names)) != M:
+            rej.add(mid, 0, R.REJECT_REASON_MALFORMED,
+                    "meas_names is empty" if M == 0 else "meas_names has duplicates", n)
+            return empty, rej
+        pos, cols, unknown = self._columns(names)
+        if unknown and not self.ignore_unknown:
+            rej.add(mid, 0, R.REJECT_REASON_UNKNOWN_KPI,
+                    f"unknown measurement name(s) {unknown[:8]}; this xApp's models use {self.kpis}", n)
+            return empty, rej
+
+        keys: list[str] = []
+        ts = np.empty(n, np.int64)
+        seq = np.empty(n, np.uint64)
+        rows: list = []
+        keep: list[int] = []
+        absent_rows: list[tuple[int, list[int]]] = []
+        for i, r in enumerate(reports):
+            cell = r.cell_id
+            if not CELL_ID.match(cell):
+                rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"cell_id {cell[:70]!r} is not 1–64 of [A-Za-z0-9_.:-]")
+                continue
+            vals = r.values
+            if len(vals) != M:
+                rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"{len(vals)} values for {M} meas_names")
+                continue
+            t = r.timestamp_ms
+            if t <= 0:
+                rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"timestamp_ms {t} must be > 0")
+                continue
+            if r.absent:
+                ab = list(r.absent)
+                if any(a >= M for a in ab):
+                    rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"absent index out of range (meas_names has {M})")
+                    continue
+                absent_rows.append((len(keep), ab))
+            if r.HasField("ue_id") or r.HasField("slice"):
+                sst = r.slice.sst if r.HasField("slice") else None
+                sd = r.slice.sd if r.HasField("slice") and r.slice.HasField("sd") else None
+                ue = r.ue_id if r.HasField("ue_id") else None
+                if ue is not None and not CELL_ID.match(ue):
+                    rej.add(mid, i, R.REJECT_REASON_MALFORMED, "ue_id is not 1–64 of [A-Za-z0-9_.:-]")
+                    continue
+                keys.append(series_key(cell, ue, sst, sd))
+            else:
+                keys.append(cell)
+            ts[len(keep)] = t
+            seq[len(keep)] = r.sequence
+            rows.append(vals)
+            keep.append(i)
+        k = len(keep)
+        if k == 0:
+            return empty, rej
+        values = np.array(rows, dtype=np.float64)  # (k, M)
+        for row, ab in absent_rows:
+            values[row, ab] = np.nan
+        finite = np.isfinite(values) | np.isnan(values)  # NaN here only from `absent`
+        nan_present = np.isnan(values)
+        for row, ab in absent_rows:
+            nan_present[row, ab] = False
+        bad = ~finite.all(1) | nan_present.any(1)
+        ts, seq = ts[:k], seq[:k]
+        ok = np.ones(k, bool)
+        for row in np.flatnonzero(bad):
+            rej.add(mid, keep[row], R.REJECT_REASON_NON_FINITE, "NaN or ±Inf in a present value")
+            ok[row] = False
+        # order and duplicates, against the series' state and earlier reports of this message
+        last_ts, last_seq = self.last_ts, self.last_seq
+        seen_ts: dict[str, int] = {}
+        seen_seq: dict[str, int] = {}
+        for row in range(k):
+            if not ok[row]:
+                continue
+            key = keys[row]
+            s = int(seq[row])
+            prev_s = seen_seq.get(key, last_seq.get(key))
+            if prev_s is not None and s <= prev_s:
+                rej.add(mid, keep[row], R.REJECT_REASON_DUPLICATE, f"sequence {s} already received for {key}")
+                ok[row] = False
+                continue
+            t = int(ts[row])
+            prev_t = seen_ts.get(key, last_ts.get(key))
+            if prev_t is not None and t <= prev_t:
+                rej.add(mid, keep[row], R.REJECT_REASON_OUT_OF_ORDER,
+                        f"timestamp {t} not after {prev_t} of series {key}")
+                ok[row] = False
+                continue
+            seen_ts[key] = t
+            seen_seq[key] = s
+        idx = np.flatnonzero(ok)
+        out = np.full((len(idx), len(self.kpis)), np.nan, np.float32)
+        out[:, cols] = values[idx][:, pos]
+        return SampleBatch([keys[i] for i in idx], ts[idx], seq[idx], out), rej
+
+    def commit(self, batch: SampleBatch) -> None:
+        """Record accepted samples as the series' newest (call once they are durable)."""
+        last_ts, last_seq = self.last_ts, self.last_seq
+        for key, t, s in zip(batch.series, batch.timestamp_ms.tolist(), batch.sequence.tolist()):
+            last_ts[key] = t
+            last_seq[key] = s
+
+    def forget(self, series: list[str]) -> None:
+        for key in series:
+            self.last_ts.pop(key, None)
+            self.last_seq.pop(key, None)

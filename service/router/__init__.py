@@ -1,0 +1,1 @@
+"""Agentic control of MS³M experts: which experts run for each cell."""
