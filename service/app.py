@@ -1,77 +1,628 @@
-"""The xApp process: wires settings, APIs and (as they land) buffer, engine and router together."""
+"""The xApp process: settings → bundles, buffer, engine, router, actions, APIs (DESIGN.md §2).
+
+Ingest path (asyncio): validate → append to the window buffer (one round trip; journaled in memory while
+the buffer is unreachable) → acknowledge → queue for the step engine. The engine's worker thread steps
+every loaded model, feeds the router and the action policy, and hands forecasts and actions to the
+event loop for subscribers. Periodic tasks snapshot cell states, flush the journal and reload the
+xApp descriptor. On start, snapshots are restored and newer buffered samples replayed, so state after a
+restart equals the uninterrupted run.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import logging
 import signal
 import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import uvicorn
 from grpc_health.v1 import health_pb2
-from prometheus_client import CollectorRegistry
 
+from ms3m.v1 import common_pb2, forecast_pb2, kpm_pb2
+from service.a1.store import PolicyStore, parse_series
+from service.actions.policy import Action, ActionConfig, ActionPolicy
 from service.api.grpc_server import create_grpc_server
 from service.api.rest import create_app
+from service.buffer.base import BufferUnavailable, SampleBatch, WindowBuffer
 from service.config import Settings
+from service.engine.engine import StepBatch, StepEngine
+from service.engine.host import ModelHost
+from service.ingest.validate import IngestValidator, Rejections
+from service.metrics import Metrics
+from service.router.router import ExpertRouter
+from service.runtime.bundle import load_bundle
 
 log = logging.getLogger("ms3m.xapp")
+R = kpm_pb2.RejectReason
+ACTION_KINDS = {"slice_prb_quota": forecast_pb2.ACTION_KIND_SLICE_PRB_QUOTA,
+                "traffic_steering": forecast_pb2.ACTION_KIND_TRAFFIC_STEERING,
+                "cell_sleep": forecast_pb2.ACTION_KIND_CELL_SLEEP,
+                "anomaly_alarm": forecast_pb2.ACTION_KIND_ANOMALY_ALARM}
+
+
+def service_kpis(bundles) -> list[str]:
+    """The column order of samples: every input and target KPI of the bundles, first bundle first."""
+    out: list[str] = []
+    for b in bundles:
+        for k in b.manifest.inputs + b.manifest.targets:
+            if k not in out:
+                out.append(k)
+    return out
+
+
+def make_buffer(settings: Settings, kpis: list[str]) -> WindowBuffer:
+    if settings.buffer_kind == "redis":
+        from service.buffer.redis_buffer import RedisWindowBuffer
+
+        return RedisWindowBuffer.from_settings(
+            host=settings.redis_host or "127.0.0.1", port=settings.redis_port, password=settings.redis_password,
+            db=settings.redis_db, namespace=settings.namespace, kpis=kpis, window_length=settings.window_length)
+    from service.buffer.memory import MemoryWindowBuffer
+
+    return MemoryWindowBuffer(kpis, settings.window_length)
+
+
+@dataclass(eq=False)  # identity: each stream is its own subscriber
+class Subscriber:
+    queue: asyncio.Queue
+    cells: set[str] | None
+    forecasts: bool
+    actions: bool
+    action_kinds: set[int] | None
+    dropped: int = 0
+
+
+@dataclass
+class Journal:
+    """Accepted samples not yet in the buffer (buffer unreachable), in arrival order."""
+
+    batches: collections.deque = field(default_factory=collections.deque)
+    samples: int = 0
 
 
 class XApp:
     """One xApp instance. `await start()` binds both ports (0 = any free port), `await stop()` drains."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.registry = CollectorRegistry()
+    def __init__(self, settings: Settings, buffer: WindowBuffer | None = None, clock=time.time):
+        self.settings = s = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.registry = self.metrics.registry
+        self.bundles = [load_bundle(p) for p in s.bundles]
+        self.kpis = service_kpis(self.bundles)
+        self.hosts = [ModelHost(b, self.kpis, s.runtime, s.inference_threads, max_cells=s.max_cells,
+                                coverage=s.interval_coverage) for b in self.bundles]
+        self.routers = {h.name: ExpertRouter(h, s.decision_period_samples) for h in self.hosts if h.is_ms3m}
+        self.validator = IngestValidator(self.kpis, s.max_reports_per_message, s.ignore_unknown_kpis)
+        self.policies = PolicyStore()
+        self._policy_version = -1
+        primary = self.hosts[0] if self.hosts else None
+        self.action_policy = ActionPolicy(primary.targets, ActionConfig(mode=s.action_mode)) if primary else None
+        self.actions: collections.deque[dict] = collections.deque(maxlen=s.action_log_size)
+        self.buffer = buffer if buffer is not None else (make_buffer(s, self.kpis) if self.kpis else None)
+        self.journal = Journal()
+        self.buffer_ok = True
+        self.restored = False
+        self.engine = StepEngine(self.hosts, self.metrics, self._on_step, s.max_queue_samples, s.max_batch,
+                                 s.flush_ms, clock)
+        self.subscribers: set[Subscriber] = set()
+        self._ingest_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._descriptor_mtime: float | None = None
+        self.descriptor: dict[str, Any] | None = None
         self.rest_app = create_app(self, self.registry)
-        self.grpc_server, self.health, self.grpc_services = create_grpc_server(settings.grpc_max_message_bytes)
+        from service.api.grpc_services import register_services
+
+        self.grpc_server, self.health, self.grpc_services = create_grpc_server(
+            s.grpc_max_message_bytes, register_services(self))
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._http_server: uvicorn.Server | None = None
-        self._http_task: asyncio.Task | None = None
 
     # -- state answered over REST -------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
         reasons = []
-        if not self.settings.bundles:
+        if not self.hosts:
             reasons.append("no model bundle loaded")
-        return (not reasons), {"reasons": reasons}
+        if not self.restored:
+            reasons.append("restoring state")
+        if not self.buffer_ok:
+            reasons.append(f"window buffer unreachable ({self.journal.samples} samples journaled)")
+        if self.hosts and not self.engine.alive:
+            reasons.append("step engine not running")
+        ok = not reasons
+        self.metrics.ready.set(1 if ok else 0)
+        return ok, {"reasons": reasons}
 
     def public_config(self) -> dict:
-        return {"settings": self.settings.public_dict()}
+        return {"settings": self.settings.public_dict(), "kpis": self.kpis,
+                "models": [self.model_info(h) for h in self.hosts], "descriptor": self.descriptor}
 
-    # -- lifecycle ----------------------------------------------------------------------------
+    def model_info(self, host: ModelHost) -> dict:
+        m = host.bundle.manifest
+        info = {"name": m.name, "model": m.model, "inputs": m.inputs, "targets": m.targets, "horizon": m.horizon,
+                "period_ms": m.period_ms, "cells": len(host.table), "state_bytes_per_cell": host.table.bytes_per_cell,
+                "metrics": m.metrics.get("test", {}).get("mse") if isinstance(m.metrics.get("test"), dict) else None}
+        if host.is_ms3m:
+            info["experts"] = [{"name": e.name, "scale": e.scale} for e in m.experts]
+        return info
+
+    def cells_under_policy(self, policy_id: str) -> int:
+        """How many known series take their objective from this policy (A1 status)."""
+        if not self.hosts:
+            return 0
+        return sum(self.policies.objective_for(k).policy_id == policy_id for k in self.hosts[0].table.cells())
+
+    # -- ingest -----------------------------------------------------------------------------------
+    async def ingest(self, msg: kpm_pb2.KpiIndication, received: float | None = None) -> kpm_pb2.IngestAck:
+        """Validate, make durable, acknowledge, queue for the engine. Never raises for bad input."""
+        received = received if received is not None else time.perf_counter()
+        self.metrics.ingest_messages.inc()
+        n = len(msg.reports)
+        if not self.hosts or self.buffer is None:
+            rej = Rejections()
+            rej.add(msg.message_id, 0, R.REJECT_REASON_UNAVAILABLE, "no model bundle loaded", n)
+            return self._ack(msg, 0, rej)
+        async with self._ingest_lock:
+            batch, rej = self.validator.validate(msg)
+            k = len(batch)
+            if k:
+                if self.engine.depth + k > self.settings.max_queue_samples:
+                    rej.add(msg.message_id, 0, R.REJECT_REASON_OVERLOADED, "step engine queue full; retry later", k)
+                    k = 0
+                elif not await self._append(batch):
+                    rej.add(msg.message_id, 0, R.REJECT_REASON_UNAVAILABLE,
+                            "window buffer unreachable and journal full", k)
+                    k = 0
+                else:
+                    self.validator.commit(batch)
+                    self.engine.submit(batch, received)
+            self.metrics.ingest_samples.inc(k)
+        return self._ack(msg, k, rej)
+
+    def _ack(self, msg, accepted: int, rej: Rejections) -> kpm_pb2.IngestAck:
+        for reason, count in rej.counts.items():
+            self.metrics.ingest_rejected.labels(R.Name(reason).removeprefix("REJECT_REASON_").lower()).inc(count)
+        return kpm_pb2.IngestAck(
+            message_id=msg.message_id, messages=1, accepted=accepted, rejected=rej.total,
+            rejections=[kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(rej.counts.items())],
+            details=rej.details)
+
+    async def _append(self, batch: SampleBatch) -> bool:
+        """Durable in the buffer, or journaled while it is unreachable. False only when the journal is full."""
+        if self.journal.samples == 0:
+            t0 = time.perf_counter()
+            try:
+                await self.buffer.append(batch)
+                self.metrics.redis_latency.labels("append").observe(time.perf_counter() - t0)
+                return True
+            except BufferUnavailable as e:
+                self.metrics.redis_errors.labels("append").inc()
+                if self.buffer_ok:
+                    log.warning("window buffer unreachable, journaling samples: %s", e)
+                self.buffer_ok = False
+        if self.journal.samples + len(batch) > self.settings.journal_max_samples:
+            return False
+        self.journal.batches.append(batch)
+        self.journal.samples += len(batch)
+        self.metrics.journal.set(self.journal.samples)
+        return True
+
+    async def _flush_journal(self) -> None:
+        """Write journaled samples to the buffer in order once it answers again."""
+        while True:
+            await asyncio.sleep(self.settings.buffer_retry_s)
+            if not self.journal.samples:
+                if not self.buffer_ok and await self.buffer.ping():
+                    self.buffer_ok = True
+                continue
+            async with self._ingest_lock:  # keeps order with new samples
+                try:
+                    while self.journal.batches:
+                        chunk = [self.journal.batches.popleft()]
+                        while self.journal.batches and sum(len(b) for b in chunk) < 10_000:
+                            chunk.append(self.journal.batches.popleft())
+                        try:
+                            await self.buffer.append(SampleBatch.concat(chunk))
+                        except BufferUnavailable:
+                            self.journal.batches.extendleft(reversed(chunk))
+                            raise
+                        self.journal.samples -= sum(len(b) for b in chunk)
+                        self.metrics.journal.set(self.journal.samples)
+                    self.buffer_ok = True
+                    log.info("window buffer back; journal flushed")
+                except BufferUnavailable:
+                    self.metrics.redis_errors.labels("flush").inc()
+
+    # -- engine callback (worker thread) -----------------------------------------------------------
+    def _on_step(self, step: StepBatch) -> None:
+        self._apply_policies_to_new_cells()
+        warm: list[tuple[ModelHost, int, int]] = []
+        for host, res in zip(self.hosts, step.results):
+            router = self.routers.get(host.name)
+            if router is None or res is None:
+                continue
+            due = router.observe(res)
+            if len(due):
+                self.metrics.router_decisions.inc(len(due))
+                for slot, e in router.decide(due):
+                    warm.append((host, slot, e))
+                    self.metrics.expert_activations.labels(host.expert_names[e]).inc()
+        if warm and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._schedule_warmups, warm)
+        if step.replay:
+            return
+        primary, res = self.hosts[0], step.results[0]
+        if res is None:
+            return
+        series = [k for k, ok in zip(step.series, step.ok[0]) if ok]
+        acts: list[Action] = []
+        if self.action_policy is not None:
+            objective = [_objective_name(v) for v in primary.objective[res.slots]]
+            slices = [parse_series(k)[1] for k in series]
+            acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
+                                             res.upper, res.actual, res.outside, slices, objective,
+                                             [("enforce" if e else None) for e in primary.enforce[res.slots]])
+            for a in acts:
+                self.metrics.actions.labels(a.kind, a.mode).inc()
+        if (self.subscribers or acts) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._publish, series, res, acts)
+
+    def _apply_policies_to_new_cells(self) -> None:
+        """Objective, budget and action mode of each cell from the A1 policies (worker thread)."""
+        version = self.policies.version
+        for host in self.hosts:
+            if version != self._policy_version:
+                cells = host.table.cells()
+            else:
+                cells = [host.table.cell_of(s) for s in host.take_new_slots()]
+            for key in cells:
+                slot = host.table.slot(key)
+                if slot is None:
+                    continue
+                obj = self.policies.objective_for(key)
+                host.objective[slot] = obj.vector()
+                host.enforce[slot] = obj.mode == "enforce"
+                router = self.routers.get(host.name)
+                if router is not None and obj.decision_period_ms:
+                    router.set_period(np.array([slot]), obj.decision_period_ms // max(1, host.period_ms))
+            if version != self._policy_version:
+                host.take_new_slots()
+        self._policy_version = version
+
+    # -- events to subscribers and the action log (event loop) -----------------------------------
+    def _publish(self, series: list[str], res, acts: list[Action]) -> None:
+        primary = self.hosts[0]
+        for a in acts:
+            self.actions.append(self._action_dict(a))
+        if not self.subscribers:
+            return
+        index = {k: i for i, k in enumerate(series)}
+        for sub in list(self.subscribers):
+            rows = range(len(series)) if sub.cells is None else [index[c] for c in sub.cells if c in index]
+            events = []
+            if sub.forecasts:
+                events += [forecast_pb2.Event(forecast=self.forecast_proto(primary, series[i], res, i)) for i in rows]
+            if sub.actions:
+                for a in acts:
+                    kind = ACTION_KINDS[a.kind]
+                    wanted = not sub.action_kinds or kind in sub.action_kinds
+                    if (sub.cells is None or a.cell in sub.cells) and wanted:
+                        events.append(forecast_pb2.Event(action=self.action_proto(a, res, index.get(a.cell))))
+            for ev in events:
+                try:
+                    sub.queue.put_nowait(ev)
+                except asyncio.QueueFull:
+                    sub.dropped += 1
+                    self.metrics.subscriber_drops.inc()
+
+    def forecast_proto(self, host: ModelHost, series: str, res, i: int) -> forecast_pb2.Forecast:
+        cell, sl = parse_series(series)
+        f = forecast_pb2.Forecast(
+            cell_id=cell, timestamp_ms=int(res.timestamp_ms[i]), period_ms=host.period_ms,
+            horizon_steps=host.horizon, target_names=host.targets, point=res.point[i].ravel().tolist(),
+            lower=res.lower[i].ravel().tolist(), upper=res.upper[i].ravel().tolist(),
+            interval_coverage=host.intervals.coverage, model=host.name)
+        if "|ue=" in series:
+            f.ue_id = series.split("|ue=")[1].split("|")[0]
+        if sl is not None:
+            f.slice.sst = sl[0]
+            if sl[1] is not None:
+                f.slice.sd = sl[1]
+        if res.gate is not None:
+            active = host.active[res.slots[i]]
+            for name, scale, w, a in zip(host.expert_names, host.scales, res.gate[i].tolist(), active.tolist()):
+                f.experts.add(name=name, scale=scale, weight=w, active=a)
+        return f
+
+    def _action_dict(self, a: Action) -> dict:
+        return {"action_id": a.action_id, "cell_id": a.cell, "timestamp_ms": a.time_ms, "kind": a.kind,
+                "mode": a.mode, "reason": a.reason, "confidence": round(float(a.confidence), 4),
+                "detail": _jsonable(a.detail)}
+
+    def action_proto(self, a: Action, res, i: int | None) -> forecast_pb2.ControlAction:
+        msg = forecast_pb2.ControlAction(
+            action_id=a.action_id, cell_id=parse_series(a.cell)[0], timestamp_ms=a.time_ms,
+            kind=ACTION_KINDS[a.kind], reason=a.reason, confidence=float(a.confidence),
+            mode=common_pb2.ACTION_MODE_ENFORCE if a.mode == "enforce" else common_pb2.ACTION_MODE_RECOMMEND)
+        if i is not None:
+            msg.forecast.CopyFrom(self.forecast_proto(self.hosts[0], a.cell, res, i))
+        d = a.detail
+        if a.kind == "slice_prb_quota":
+            sst, sd = d["slice"]
+            msg.prb_quota.slice.sst = sst
+            if sd is not None:
+                msg.prb_quota.slice.sd = sd
+            msg.prb_quota.min_prb_ratio = int(d["min_prb_ratio"])
+            msg.prb_quota.max_prb_ratio = int(d["max_prb_ratio"])
+            msg.prb_quota.dedicated_prb_ratio = int(d["dedicated_prb_ratio"])
+        elif a.kind == "traffic_steering":
+            msg.steering.target_cell_id = d.get("target_cell_id", "")
+            msg.steering.traffic_share = float(d.get("traffic_share", 0.0))
+        elif a.kind == "cell_sleep":
+            msg.sleep.sleep = bool(d["sleep"])
+            msg.sleep.duration_s = int(d.get("duration_s", 0))
+        elif a.kind == "anomaly_alarm":
+            for k in ("observed", "expected", "lower", "upper"):
+                setattr(msg.alarm, k, float(d[k]))
+            msg.alarm.kpi = d["kpi"]
+            msg.alarm.severity = int(d["severity"])
+        return msg
+
+    # -- forecasts on request ---------------------------------------------------------------------------
+    def latest_forecast(self, series: str, host: ModelHost | None = None) -> forecast_pb2.Forecast | None:
+        host = host or self.hosts[0]
+        hit = host.latest(series)
+        if hit is None:
+            return None
+        ts, point, lower, upper, gate = hit
+
+        @dataclass
+        class _Row:  # the shape forecast_proto reads
+            timestamp_ms: np.ndarray
+            point: np.ndarray
+            lower: np.ndarray
+            upper: np.ndarray
+            gate: np.ndarray | None
+            slots: np.ndarray
+
+        row = _Row(np.array([ts]), point[None], lower[None], upper[None], None if gate is None else gate[None],
+                   np.array([host.table.slot(series)]))
+        return self.forecast_proto(host, series, row, 0)
+
+    async def predict_samples(self, cell_id: str, period_ms: int, names: list[str],
+                              reports: list) -> tuple[forecast_pb2.Forecast | None, str]:
+        """Cold-start forecast from a cell's recent samples (not stored, no state kept)."""
+        if len(reports) > self.settings.window_length:
+            return None, f"at most {self.settings.window_length} samples per cell"
+        msg = kpm_pb2.KpiIndication(e2_node_id="predict", granularity_period_ms=period_ms, meas_names=names)
+        for i, r in enumerate(reports):
+            rr = msg.reports.add()
+            rr.CopyFrom(r)
+            rr.cell_id, rr.sequence = cell_id, i + 1
+            rr.ClearField("ue_id")
+            rr.ClearField("slice")
+        batch, rej = IngestValidator(self.kpis, self.settings.window_length, self.settings.ignore_unknown_kpis
+                                     ).validate(msg)
+        if rej.total:
+            first = rej.details[0] if rej.details else None
+            return None, f"{rej.total} sample(s) rejected" + (f": {first.detail}" if first else "")
+        if not len(batch):
+            return None, "no samples"
+        host = self.hosts[0]
+        point = await asyncio.to_thread(host.forecast_from_samples, batch.values)
+        f = forecast_pb2.Forecast(cell_id=cell_id, timestamp_ms=int(batch.timestamp_ms[-1]), period_ms=host.period_ms,
+                                  horizon_steps=host.horizon, target_names=host.targets,
+                                  point=point.ravel().tolist(), model=host.name)
+        return f, ""
+
+    # -- MS³M warm-ups (event loop → buffer → worker) -------------------------------------------------
+    def _schedule_warmups(self, warm: list[tuple[ModelHost, int, int]]) -> None:
+        task = asyncio.ensure_future(self._warm(warm))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _warm(self, warm: list[tuple[ModelHost, int, int]]) -> None:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for host, slot, e in warm:
+            groups.setdefault((self.hosts.index(host), e), []).append(slot)
+        for (hi, e), slots in groups.items():
+            host = self.hosts[hi]
+            series = [host.table.cell_of(s) for s in slots]
+            try:
+                windows = [await self.buffer.window(k, self.settings.window_length) for k in series]
+            except BufferUnavailable:
+                self.metrics.redis_errors.labels("window").inc()
+                continue  # the expert stays off; the router will ask again next period
+
+            def job(host=host, slots=slots, series=series, windows=windows, e=e):
+                keep = [i for i, k in enumerate(series) if host.table.cell_of(slots[i]) == k and len(windows[i])]
+                if not keep:
+                    return 0
+                vals = [windows[i].values[windows[i].timestamp_ms <= host.last_ts[slots[i]]] for i in keep]
+                keep = [i for i, v in zip(keep, vals) if len(v)]
+                vals = [v for v in vals if len(v)]
+                if keep:
+                    host.warm(np.array([slots[i] for i in keep]), e, vals)
+                    self.metrics.expert_warmups.inc(len(keep))
+                return len(keep)
+
+            await asyncio.wrap_future(self.engine.call(job))
+
+    # -- persistence ----------------------------------------------------------------------------------
+    async def restore(self) -> dict[str, int]:
+        """Snapshots → hosts; buffered samples newer than each snapshot (or all, without one) → replayed."""
+        stats = {"snapshots": 0, "replayed": 0, "series": 0}
+        try:
+            known = await self.buffer.series()
+            self.validator.restore(await self.buffer.last(known))
+            since: dict[str, int] = {k: -1 for k in known}
+            for host in self.hosts:
+                records = await self.buffer.load_snapshots(host.name)
+                restored = self.engine.call(lambda h=host, r=records: h.restore(r))
+                stats["snapshots"] += await asyncio.wrap_future(restored)
+                for k, (ts, _) in records.items():
+                    # replay from the oldest point any model needs (models with newer snapshots skip)
+                    since[k] = ts if since.get(k, -1) == -1 else min(since[k], ts)
+            stats["series"] = len(known)
+            for key in known:
+                samples = await self.buffer.since(key, since.get(key, -1))
+                if not len(samples):
+                    continue
+                batch = SampleBatch([key] * len(samples), samples.timestamp_ms, samples.sequence, samples.values)
+                self.engine.submit(self._skip_applied(batch), replay=True)
+                stats["replayed"] += len(samples)
+            await asyncio.wrap_future(self.engine.call(lambda: None))  # replay done
+        except BufferUnavailable as e:
+            log.warning("restore incomplete, window buffer unreachable: %s", e)
+            self.buffer_ok = False
+        self.restored = True
+        return stats
+
+    def _skip_applied(self, batch: SampleBatch) -> SampleBatch:
+        """Drop samples every host has already applied (snapshot newer than the sample)."""
+        keep = []
+        for i, (key, ts) in enumerate(zip(batch.series, batch.timestamp_ms.tolist())):
+            if any((s := h.table.slot(key)) is None or h.last_ts[s] < ts for h in self.hosts):
+                keep.append(i)
+        return batch.take(keep)
+
+    async def snapshot(self) -> int:
+        """Write the states of cells changed since the last snapshot."""
+        total = 0
+        for host in self.hosts:
+            records = await asyncio.wrap_future(self.engine.call(host.snapshot_dirty))
+            if not records:
+                continue
+            try:
+                await self.buffer.save_snapshots(host.name, records)
+                total += len(records)
+            except BufferUnavailable:
+                self.metrics.redis_errors.labels("snapshot").inc()
+                await asyncio.wrap_future(self.engine.call(lambda h=host, r=records: h.mark_dirty(list(r))))
+        self.metrics.snapshots.inc(total)
+        return total
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.snapshot_interval_s)
+            with contextlib.suppress(Exception):
+                await self.snapshot()
+
+    async def _descriptor_loop(self) -> None:
+        """Reload the xApp descriptor (CONFIG_FILE) when it changes."""
+        path = self.settings.config_file
+        while path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                mtime = Path(path).stat().st_mtime
+                if mtime != self._descriptor_mtime:
+                    self.descriptor = json.loads(Path(path).read_text())
+                    self._descriptor_mtime = mtime
+                    self.apply_controls(self.descriptor.get("controls", {}))
+            await asyncio.sleep(2.0)
+
+    def apply_controls(self, controls: dict[str, Any]) -> None:
+        """Descriptor `controls`: actionMode (recommend|enforce), intervalCoverage, decisionPeriodSamples."""
+        if self.action_policy is not None and controls.get("actionMode") in ("recommend", "enforce"):
+            self.action_policy.config.mode = controls["actionMode"]
+        cov = controls.get("intervalCoverage")
+        if isinstance(cov, int | float) and 0.5 <= cov < 1:
+            for h in self.hosts:
+                h.intervals.set_coverage(float(cov))
+        period = controls.get("decisionPeriodSamples")
+        if isinstance(period, int) and period > 0:
+            for r in self.routers.values():
+                r.decision_period = period
+
+    # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self.engine.start()
         self.grpc_port = self.grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
         await self.grpc_server.start()
-
         sock = socket.socket(socket.AF_INET6 if ":" in s.http_host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((s.http_host, s.http_port))
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(self.rest_app, log_level="warning", lifespan="off", access_log=False)
         self._http_server = uvicorn.Server(config)
-        self._http_task = asyncio.create_task(self._http_server.serve(sockets=[sock]))
+        self._tasks.append(asyncio.create_task(self._http_server.serve(sockets=[sock])))
         while not self._http_server.started:
-            if self._http_task.done():
-                self._http_task.result()  # raises the bind/start error
+            if self._tasks[0].done():
+                self._tasks[0].result()
             await asyncio.sleep(0.01)
-        ok, _ = self.readiness()
-        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        await self.health.set("", status)
+        if self.buffer is not None:
+            stats = await self.restore()
+            log.info("restored %d snapshots, replayed %d samples of %d series", stats["snapshots"],
+                     stats["replayed"], stats["series"])
+            self._tasks += [asyncio.create_task(self._flush_journal()), asyncio.create_task(self._snapshot_loop())]
+        else:
+            self.restored = True
+        self._tasks.append(asyncio.create_task(self._descriptor_loop()))
+        self._tasks.append(asyncio.create_task(self._health_loop()))
+        await self._set_health()
         log.info("xApp listening: REST :%d, gRPC :%d", self.http_port, self.grpc_port)
+
+    async def _set_health(self) -> None:
+        ok, _ = self.readiness()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING if ok
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._set_health()
+            for router in self.routers.values():
+                host = router.host
+                cells = host.table.cells()
+                if cells:
+                    slots = np.array([host.table.slot(c) for c in cells])
+                    active = host.active[slots]
+                    for i, name in enumerate(host.expert_names):
+                        self.metrics.expert_active.labels(name).set(int(active[:, i].sum()))
+                        self.metrics.expert_share.labels(name).set(float(np.nan_to_num(host.gate[slots, i]).mean()))
 
     async def stop(self, grace_s: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
         if self._http_server is not None:
             self._http_server.should_exit = True
-        if self._http_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._http_task
         await self.grpc_server.stop(grace_s)
+        if self.buffer is not None and self.restored:
+            with contextlib.suppress(Exception):
+                await self.snapshot()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.engine.stop()
+        if self.buffer is not None:
+            with contextlib.suppress(Exception):
+                await self.buffer.close()
+
+
+def _objective_name(vec: np.ndarray) -> str:
+    return ("accuracy", "latency", "energy", "balanced")[int(np.argmax(vec[:4]))]
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, list | tuple):
+        return [_jsonable(v) for v in d]
+    if isinstance(d, np.generic):
+        return d.item()
+    return d
 
 
 async def serve_until_signalled(xapp: XApp) -> None:

@@ -5,7 +5,8 @@
   sample feed acc / s) and holding are bookkeeping the service does itself, so an expert's graph runs
   only for the cells where that expert is active and due for an update.
 - gate.onnx — gate and heads: (x, ema, features (B, E, F), phases (B, E), objective (B, 5), active (B, E))
-  → (y (B, H, K), gate (B, E), contributions (B, E, H, K), ema_out). `active` is float (1 = active).
+  → (y (B, H, K), gate (B, E), contributions (B, E, H, K), ema_out, logits (B, E)). `active` is float
+  (1 = active); logits are the gate's objective-conditioned preferences before top-k and masking.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from models.export.step_graph import ONNX_OPSET, onnx_has_complex
 from models.ms3m import EMA_RATES, MS3M, OBJECTIVES
 
 GATE_INPUTS = ["x", "ema", "features", "phases", "objective", "active"]
-GATE_OUTPUTS = ["y", "gate", "contributions", "ema_out"]
+GATE_OUTPUTS = ["y", "gate", "contributions", "ema_out", "logits"]
 
 
 class ExpertStepGraph(nn.Module):
@@ -40,8 +41,8 @@ class GateGraph(nn.Module):
         self.model = model
 
     def forward(self, x, ema, features, phases, objective, active) -> tuple[Tensor, ...]:
-        y, w, _, contrib, ema_out = self.model.combine(x, ema, features, phases, objective, active > 0.5)
-        return y, w, contrib, ema_out
+        y, w, logits, contrib, ema_out = self.model.combine(x, ema, features, phases, objective, active > 0.5)
+        return y, w, contrib, ema_out, logits
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
@@ -85,5 +86,6 @@ def export_ms3m_graphs(model: MS3M, out_dir: Path, add_file) -> dict[str, Any]:
     add_file("gate", "gate.onnx")
     gate = {"inputs": GATE_INPUTS, "outputs": GATE_OUTPUTS, "opset": ONNX_OPSET, "ema_rates": list(EMA_RATES),
             "d_feature": F, "objectives": list(OBJECTIVES), "min_weight": c.min_weight,
-            "decay_time_samples": [model.decay_time_samples(i) for i in range(E)]}
+            "decay_time_samples": [model.decay_time_samples(i) for i in range(E)],
+            "relative_costs": model.relative_costs().tolist()}
     return {"experts": experts, "gate": gate}

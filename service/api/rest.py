@@ -1,29 +1,70 @@
-"""REST API (FastAPI): O-RAN SC health and config endpoints, Prometheus metrics."""
+"""REST API (FastAPI, port 8080): O-RAN SC health/config/metrics, forecasts, actions, A1 policies.
+
+Every body is size-limited (413) and validated (422 with the offending field); unknown cells are 404
+with a hint; an overloaded engine answers 503 with Retry-After.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
+from ms3m.v1 import kpm_pb2
 from service import __version__
+from service.a1 import OBJECTIVE_POLICY_TYPE, OBJECTIVE_POLICY_TYPE_ID, PolicyValidationError
+
+if TYPE_CHECKING:
+    from service.app import XApp
 
 
-class Readiness(Protocol):
-    def readiness(self) -> tuple[bool, dict]: ...
-    def public_config(self) -> dict: ...
+class SampleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timestampMs: int = Field(gt=0)
+    values: list[float | None] = Field(max_length=256, description="aligned with measNames; null = absent")
 
 
-def create_app(xapp: Readiness, registry: CollectorRegistry) -> FastAPI:
-    """The REST app for one xApp instance; `xapp` answers readiness and config, `registry` holds metrics."""
-    app = FastAPI(
-        title="MS³M xApp",
-        version=__version__,
-        description="Streaming KPI forecasts and control actions from multi-scale state-space models.",
-    )
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cellId: str = Field(min_length=1, max_length=64)
+    granularityPeriodMs: int = Field(1000, gt=0)
+    measNames: list[str] = Field(min_length=1, max_length=256)
+    samples: list[SampleIn] = Field(min_length=1, max_length=100_000, description="oldest first")
 
+
+def _forecast_json(f) -> dict[str, Any]:
+    d = json_format.MessageToDict(f, preserving_proto_field_name=False)
+    H, K = f.horizon_steps, len(f.target_names)
+    for key in ("point", "lower", "upper"):
+        vals = list(getattr(f, key))
+        if len(vals) == H * K:  # row-major (horizon, target) → per target lists over horizons
+            d[key] = {name: vals[k::K] for k, name in enumerate(f.target_names)}
+    return d
+
+
+def create_app(xapp: XApp, registry: CollectorRegistry) -> FastAPI:
+    """The REST app for one xApp instance."""
+    app = FastAPI(title="MS³M xApp", version=__version__,
+                  description="Streaming KPI forecasts and control actions from multi-scale state-space models. "
+                  "A1 objective policies (policy type 20300) steer the models' objectives and compute budget.")
+    limit = xapp.settings.http_max_body_bytes
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+        if length is None and request.method in ("POST", "PUT"):
+            body = await request.body()
+            if len(body) > limit:
+                return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+        return await call_next(request)
+
+    # -- O-RAN SC platform endpoints -------------------------------------------------------------
     @app.get("/ric/v1/health/alive", tags=["health"])
     def alive() -> dict:
         return {"status": "alive"}
@@ -42,4 +83,134 @@ def create_app(xapp: Readiness, registry: CollectorRegistry) -> FastAPI:
 
     app.add_api_route("/ric/v1/metrics", metrics, methods=["GET"], tags=["metrics"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["metrics"], include_in_schema=False)
+
+    # -- forecasts ---------------------------------------------------------------------------------
+    @app.get("/v1/models", tags=["forecasts"])
+    def models() -> list[dict]:
+        return [xapp.model_info(h) for h in xapp.hosts]
+
+    @app.get("/v1/cells", tags=["forecasts"])
+    def cells(limit: int = Query(1000, ge=1, le=100_000), offset: int = Query(0, ge=0)) -> dict:
+        if not xapp.hosts:
+            return {"total": 0, "cells": []}
+        host = xapp.hosts[0]
+        keys = sorted(host.table.cells())
+        page = keys[offset : offset + limit]
+        out = []
+        for k in page:
+            slot = host.table.slot(k)
+            out.append({"series": k, "lastTimestampMs": int(host.last_ts[slot]) if slot is not None else None})
+        return {"total": len(keys), "cells": out}
+
+    @app.get("/v1/cells/{cell_id}/forecast", tags=["forecasts"])
+    def forecast(cell_id: str, model: str | None = None) -> JSONResponse:
+        host = next((h for h in xapp.hosts if model is None or h.name == model), None)
+        if host is None:
+            return JSONResponse({"detail": f"no model {model!r}; loaded: {[h.name for h in xapp.hosts]}"}, 404)
+        f = xapp.latest_forecast(cell_id, host)
+        if f is None:
+            return JSONResponse({"detail": f"unknown cell {cell_id!r}: no samples received yet; POST its recent "
+                                 "samples to /v1/predict for a cold-start forecast"}, 404)
+        return JSONResponse(_forecast_json(f))
+
+    @app.post("/v1/predict", tags=["forecasts"])
+    async def predict(body: PredictIn) -> JSONResponse:
+        if not xapp.hosts:
+            return JSONResponse({"detail": "no model bundle loaded"}, 503)
+        reports = []
+        for s in body.samples:
+            if len(s.values) != len(body.measNames):
+                return JSONResponse({"detail": f"sample at {s.timestampMs}: {len(s.values)} values for "
+                                     f"{len(body.measNames)} measNames"}, 422)
+            r = kpm_pb2.KpiReport(timestamp_ms=s.timestampMs, values=[0.0 if v is None else v for v in s.values],
+                                  absent=[i for i, v in enumerate(s.values) if v is None])
+            reports.append(r)
+        f, err = await xapp.predict_samples(body.cellId, body.granularityPeriodMs, body.measNames, reports)
+        if f is None:
+            return JSONResponse({"detail": err}, 422)
+        return JSONResponse(_forecast_json(f))
+
+    @app.post("/v1/indications", tags=["ingest"], summary="ingest one KpiIndication (proto3 JSON form)")
+    async def indications(request: Request) -> JSONResponse:
+        try:
+            msg = json_format.Parse(await request.body(), kpm_pb2.KpiIndication())
+        except (json_format.ParseError, UnicodeDecodeError) as e:
+            return JSONResponse({"detail": f"not a KpiIndication: {e}"}, 422)
+        if xapp.engine.depth + len(msg.reports) > xapp.settings.max_queue_samples:
+            return JSONResponse({"detail": "step engine queue full; retry later"}, 503, headers={"Retry-After": "1"})
+        ack = await xapp.ingest(msg)
+        return JSONResponse(json_format.MessageToDict(ack))
+
+    @app.get("/v1/actions", tags=["actions"])
+    def actions(limit: int = Query(100, ge=1, le=10_000), kind: str | None = None, cell: str | None = None) -> list:
+        out = [a for a in reversed(xapp.actions) if (kind is None or a["kind"] == kind)
+               and (cell is None or a["cell_id"] == cell)]
+        return out[:limit]
+
+    @app.get("/v1/router/decisions", tags=["actions"])
+    def decisions(limit: int = Query(100, ge=1, le=10_000)) -> list:
+        out = []
+        for name, router in xapp.routers.items():
+            out += [{"model": name, **d.__dict__} for d in list(router.log)[-limit:]]
+        return sorted(out, key=lambda d: -d["time_ms"])[:limit]
+
+    # -- A1 policies -------------------------------------------------------------------------------
+    prefix = "/A1-P/v2/policytypes"
+
+    def _type_or_404(type_id: int) -> JSONResponse | None:
+        if type_id != OBJECTIVE_POLICY_TYPE_ID:
+            return JSONResponse({"detail": f"policy type {type_id} not found; this xApp accepts "
+                                 f"{OBJECTIVE_POLICY_TYPE_ID}"}, 404)
+        return None
+
+    @app.get(prefix, tags=["A1"])
+    def policy_types() -> list[int]:
+        return [OBJECTIVE_POLICY_TYPE_ID]
+
+    @app.get(prefix + "/{type_id}", tags=["A1"])
+    def policy_type(type_id: int):
+        return _type_or_404(type_id) or OBJECTIVE_POLICY_TYPE
+
+    @app.get(prefix + "/{type_id}/policies", tags=["A1"])
+    def policy_ids(type_id: int):
+        return _type_or_404(type_id) or xapp.policies.ids()
+
+    @app.put(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    async def put_policy(type_id: int, policy_id: str, request: Request):
+        if (err := _type_or_404(type_id)) is not None:
+            return err
+        try:
+            doc = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "body is not JSON"}, 400)
+        try:
+            created = xapp.policies.put(policy_id, doc)
+        except PolicyValidationError as e:
+            return JSONResponse({"detail": f"policy does not match type {type_id}: {e}"}, 400)
+        except ValueError as e:
+            return JSONResponse({"detail": str(e)}, 400)
+        return JSONResponse(doc, status_code=201 if created else 200)
+
+    @app.get(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    def get_policy(type_id: int, policy_id: str):
+        if (err := _type_or_404(type_id)) is not None:
+            return err
+        doc = xapp.policies.get(policy_id)
+        return doc if doc is not None else JSONResponse({"detail": f"no policy {policy_id!r}"}, 404)
+
+    @app.delete(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    def delete_policy(type_id: int, policy_id: str):
+        if (err := _type_or_404(type_id)) is not None:
+            return err
+        if not xapp.policies.delete(policy_id):
+            return JSONResponse({"detail": f"no policy {policy_id!r}"}, 404)
+        return Response(status_code=204)
+
+    @app.get(prefix + "/{type_id}/policies/{policy_id}/status", tags=["A1"])
+    def policy_status(type_id: int, policy_id: str):
+        if (err := _type_or_404(type_id)) is not None:
+            return err
+        status = xapp.policies.status(policy_id, xapp.cells_under_policy(policy_id))
+        return status if status is not None else JSONResponse({"detail": f"no policy {policy_id!r}"}, 404)
+
     return app

@@ -94,8 +94,9 @@ class ExpertRouter:
         s = r.slots
         # realized error of the 1-step forecasts made at the previous sample
         err = np.abs(self.prev_fc[s] - r.actual[:, None, :]) / self.host.t_std  # (N, E, K)
-        with np.errstate(invalid="ignore"):
-            e = np.nanmean(err, axis=2) if err.shape[2] > 1 else err[:, :, 0]
+        seen_k = np.isfinite(err)
+        with np.errstate(invalid="ignore"):  # all-missing rows give NaN: no error observed this step
+            e = np.where(seen_k, err, 0).sum(2) / seen_k.sum(2)
         seen = np.isfinite(e)
         old = self.error[s]
         self.error[s] = np.where(seen, np.where(np.isfinite(old), old + self.alpha * (e - old), e), old)

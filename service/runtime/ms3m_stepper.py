@@ -36,6 +36,7 @@ def objective_array(objective: str, budget: float, batch: int) -> np.ndarray:
 class StepDetails:
     gate: np.ndarray  # (B, E) weights
     contributions: np.ndarray  # (B, E, H, K)
+    logits: np.ndarray  # (B, E) gate preferences before top-k and masking
     expert_runs: np.ndarray  # (E,) cells each expert's graph ran for in this step
 
 
@@ -56,6 +57,8 @@ class MS3MStepper:
         self._gate = ort.InferenceSession(str(bundle.path("gate")), ort_session_options(threads),
                                           providers=["CPUExecutionProvider"])
         self.n_net = [len(e.state) for e in m.experts]
+        self._manifest_experts = m.experts
+        self._feature_dim = int(m.gate["d_feature"])
         # positions in the flat state tuple: [ema] + per expert [phase, acc, feature, net…]
         self.slices, i = [], 1
         for n in self.n_net:
@@ -102,8 +105,42 @@ class MS3MStepper:
             new_state += [phase_out, acc_out, feat_out, *net_out]
             feats.append(feat_out)
             phases.append(phase_out[:, 0])
-        y, w, contrib, ema = self._gate.run(None, {
+        y, w, contrib, ema, logits = self._gate.run(None, {
             "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
             "objective": objective.astype(np.float32), "active": active.astype(np.float32)})
         new_state[0] = ema
-        return y, new_state, StepDetails(w, contrib, runs)
+        return y, new_state, StepDetails(w, contrib, logits, runs)
+
+    def warm(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:
+        """State of `expert` for B cells from their recent normalized inputs windows[i] (W_i, D), oldest
+        first, by running its step graph from a zero state over the pooled window. clock (B,): each
+        cell's sample count (mod a multiple of the scale), which fixes the phase of the open pooling
+        window so the warmed expert lines up with one stepped continuously. Returns [phase, acc,
+        feature, network state…], each (B, …)."""
+        s, rt = self.scales[expert], self.experts[expert]
+        B, D = len(windows), windows[0].shape[1] if windows else 0
+        phase = (np.asarray(clock, np.int64) % s).astype(np.float32)
+        acc = np.zeros((B, D), np.float32)
+        pooled = []
+        for i, w in enumerate(windows):
+            p = int(phase[i])
+            if p:
+                acc[i] = w[len(w) - p :].sum(0)
+            body = w[: len(w) - p]
+            n_full = len(body) // s
+            pooled.append(body[len(body) - n_full * s :].reshape(n_full, s, D).mean(1) if n_full else
+                          np.zeros((0, D), np.float32))
+        net = [np.zeros((B, *shape), np.float32) for shape in self._net_shapes(expert)]
+        feat = np.zeros((B, self._feature_dim), np.float32)
+        T = max((len(p) for p in pooled), default=0)
+        for t in range(T):  # sequences aligned at their ends: cell i starts at T − len(pooled[i])
+            idx = np.array([i for i, p in enumerate(pooled) if t >= T - len(p)], np.int64)
+            x = np.stack([pooled[i][t - (T - len(pooled[i]))] for i in idx]).astype(np.float32)
+            f, new = rt.run(x, [n[idx] for n in net])
+            feat[idx] = f
+            for dst, src in zip(net, new):
+                dst[idx] = src
+        return [phase[:, None], acc, feat, *net]
+
+    def _net_shapes(self, expert: int) -> list[tuple[int, ...]]:
+        return [tuple(s.shape) for s in self._manifest_experts[expert].state]

@@ -72,7 +72,7 @@ def test_series_keys_for_ue_and_slice_reports():
     m = msg([r, r2])
     m.reports[1].slice.sst = 1
     m.reports[1].slice.sd = 42
-    batch, rej = v.validate(m)
+    batch, _rej = v.validate(m)
     assert batch.series == ["c1|ue=ue7", "c1|s=1.42"]
 
 

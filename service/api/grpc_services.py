@@ -1,0 +1,111 @@
+"""gRPC services of the xApp: E2Ingest (KPI indications in) and Forecasting (forecasts and actions out)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import grpc
+
+from ms3m.v1 import forecast_pb2, forecast_pb2_grpc, kpm_pb2, kpm_pb2_grpc
+from service.api.grpc_server import Registrar
+
+if TYPE_CHECKING:
+    from service.app import XApp
+
+MAX_SUBSCRIBER_QUEUE = 10_000
+MAX_PREDICT_CELLS = 10_000
+
+
+class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
+    def __init__(self, xapp: XApp):
+        self.xapp = xapp
+
+    async def _check_capacity(self, msg: kpm_pb2.KpiIndication, context) -> None:
+        engine, limit = self.xapp.engine, self.xapp.settings.max_queue_samples
+        if engine.depth + len(msg.reports) > limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"step engine queue full ({engine.depth} samples waiting); retry message "
+                                f"{msg.message_id} later")
+
+    async def Publish(self, request_iterator, context):
+        total = kpm_pb2.IngestAck()
+        counts: dict[int, int] = {}
+        async for msg in request_iterator:
+            received = time.perf_counter()
+            await self._check_capacity(msg, context)
+            ack = await self.xapp.ingest(msg, received)
+            total.message_id = ack.message_id
+            total.messages += 1
+            total.accepted += ack.accepted
+            total.rejected += ack.rejected
+            for rc in ack.rejections:
+                counts[rc.reason] = counts.get(rc.reason, 0) + rc.count
+            if len(total.details) < 64:
+                total.details.extend(ack.details[: 64 - len(total.details)])
+        total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
+        return total
+
+    async def PublishAcked(self, request_iterator, context):
+        async for msg in request_iterator:
+            received = time.perf_counter()
+            await self._check_capacity(msg, context)
+            yield await self.xapp.ingest(msg, received)
+
+
+class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
+    def __init__(self, xapp: XApp):
+        self.xapp = xapp
+
+    async def Predict(self, request: forecast_pb2.PredictRequest, context):
+        xapp = self.xapp
+        if not xapp.hosts:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no model bundle loaded")
+        if len(request.cell_ids) + len(request.samples) > MAX_PREDICT_CELLS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PREDICT_CELLS} cells per request")
+        resp = forecast_pb2.PredictResponse()
+        for cell in request.cell_ids:
+            f = xapp.latest_forecast(cell)
+            if f is None:
+                resp.errors.add(cell_id=cell, error="unknown cell: no samples received yet; send its recent "
+                                "samples in `samples` for a cold-start forecast")
+            else:
+                resp.forecasts.append(f)
+        for cs in request.samples:
+            f, err = await xapp.predict_samples(cs.cell_id, cs.granularity_period_ms, list(cs.meas_names),
+                                                list(cs.reports))
+            if f is None:
+                resp.errors.add(cell_id=cs.cell_id, error=err)
+            else:
+                resp.forecasts.append(f)
+        return resp
+
+    async def Subscribe(self, request: forecast_pb2.SubscribeRequest, context):
+        from service.app import Subscriber
+
+        kinds = set(request.kinds)
+        sub = Subscriber(asyncio.Queue(MAX_SUBSCRIBER_QUEUE), set(request.cell_ids) or None,
+                         forecasts=not kinds or forecast_pb2.EVENT_KIND_FORECAST in kinds,
+                         actions=not kinds or forecast_pb2.EVENT_KIND_ACTION in kinds,
+                         action_kinds=set(request.action_kinds) or None)
+        self.xapp.subscribers.add(sub)
+        self.xapp.metrics.subscribers.set(len(self.xapp.subscribers))
+        try:
+            while True:
+                yield await sub.queue.get()
+        finally:
+            self.xapp.subscribers.discard(sub)
+            self.xapp.metrics.subscribers.set(len(self.xapp.subscribers))
+
+
+def register_services(xapp: XApp) -> list[Registrar]:
+    def ingest(server: grpc.aio.Server) -> str:
+        kpm_pb2_grpc.add_E2IngestServicer_to_server(E2IngestService(xapp), server)
+        return kpm_pb2.DESCRIPTOR.services_by_name["E2Ingest"].full_name
+
+    def forecasting(server: grpc.aio.Server) -> str:
+        forecast_pb2_grpc.add_ForecastingServicer_to_server(ForecastingService(xapp), server)
+        return forecast_pb2.DESCRIPTOR.services_by_name["Forecasting"].full_name
+
+    return [ingest, forecasting]

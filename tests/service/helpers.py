@@ -1,0 +1,65 @@
+"""Fixtures for service tests: tiny bundles, a running xApp on ephemeral ports, KPI messages."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from ms3m.v1 import kpm_pb2
+
+KPIS = ["DRB.UEThpDl", "RRU.PrbUsedDl", "RF.serving.RSRP"]
+TARGETS = ["DRB.UEThpDl", "RRU.PrbUsedDl"]
+NORM = {"kind": "zscore", "input_mean": [20000.0, 50.0, -95.0], "input_std": [8000.0, 20.0, 6.0],
+        "target_mean": [20000.0, 50.0], "target_std": [8000.0, 20.0]}
+
+
+def make_bundle(root: Path, model: str = "s4d", **cfg) -> Path:
+    import torch
+
+    from models import create_model
+    from models.export import write_bundle
+
+    torch.manual_seed(0)
+    base = {"s4d": {"d_model": 16, "n_layers": 2, "d_state": 8},
+            "ms3m": {"d_feature": 8, "d_gate": 8, "experts": [
+                {"kind": "s4d", "scale": 1, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},
+                {"kind": "lru", "scale": 4, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},
+                {"kind": "s4d", "scale": 16, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}}]}}[model]
+    base.update(cfg)
+    m = create_model(model, d_input=3, n_targets=2, horizon=4, target_index=(0, 1), **base)
+    return write_bundle(m, root / f"{model}-bundle", name=f"{model}-test", inputs=KPIS, targets=TARGETS,
+                        period_ms=1000, normalization=NORM)
+
+
+def kpi_values(cells: int, t: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed * 100003 + t)
+    load = 50 + 30 * np.sin(t / 20 + np.arange(cells)) + rng.normal(0, 3, cells)
+    return np.stack([400 * (100 - load) + rng.normal(0, 500, cells), load, -95 + rng.normal(0, 2, cells)], 1)
+
+
+def indication(cells: int, t0: int, steps: int = 1, mid: int = 1, seed: int = 0, prefix: str = "cell") -> \
+        kpm_pb2.KpiIndication:
+    msg = kpm_pb2.KpiIndication(e2_node_id="gnb-1", granularity_period_ms=1000, meas_names=KPIS, message_id=mid)
+    for t in range(t0, t0 + steps):
+        vals = kpi_values(cells, t, seed)
+        for c in range(cells):
+            msg.reports.add(cell_id=f"{prefix}-{c:03d}", timestamp_ms=1_700_000_000_000 + 1000 * t,
+                            sequence=t + 1, values=vals[c].tolist())
+    return msg
+
+
+@contextlib.asynccontextmanager
+async def running_xapp(bundles: list[Path], **settings):
+    from service.app import XApp
+    from service.config import Settings
+
+    s = Settings(http_port=0, grpc_port=0, http_host="127.0.0.1", grpc_host="127.0.0.1", bundles=bundles,
+                 **{"buffer": "memory", "flush_ms": 1.0, **settings})
+    xapp = XApp(s)
+    await xapp.start()
+    try:
+        yield xapp
+    finally:
+        await xapp.stop()
