@@ -625,7 +625,8 @@ def _jsonable(d: Any) -> Any:
     return d
 
 
-async def serve_until_signalled(xapp: XApp) -> None:
+async def serve_until_signalled(settings: Settings) -> None:
+    xapp = XApp(settings)  # inside the running loop: the grpc.aio server binds to it
     await xapp.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -639,5 +640,5 @@ async def serve_until_signalled(xapp: XApp) -> None:
 
 def run_xapp(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve_until_signalled(XApp(settings)))
+    asyncio.run(serve_until_signalled(settings))
     return 0
