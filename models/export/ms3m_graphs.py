@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.export.step_graph import ONNX_OPSET, onnx_has_complex
+from models.export.step_graph import ONNX_OPSET, onnx_has_complex, record_state_inputs
 from models.ms3m import EMA_RATES, MS3M, OBJECTIVES
 
 GATE_INPUTS = ["x", "ema", "features", "phases", "objective", "active"]
@@ -53,6 +53,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                           do_constant_folding=True, dynamo=False)
     if onnx_has_complex(path):
         raise RuntimeError(f"{path}: exported graph contains complex tensors")
+    record_state_inputs(path, inputs[1:])
     return path
 
 

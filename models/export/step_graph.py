@@ -63,7 +63,22 @@ def export_onnx(model: StreamingModel, path: str | Path, opset: int = ONNX_OPSET
         )
     if onnx_has_complex(path):
         raise RuntimeError(f"{model.name}: exported step graph contains complex tensors; steps must be real")
+    record_state_inputs(path, inputs[1:])
     return path
+
+
+def record_state_inputs(path: str | Path, names: list[str]) -> None:
+    """Store the ordered state input names in the graph's metadata ("ms3m.state_inputs"). The exporter
+    drops inputs a graph never reads (e.g. a held feature a scale-1 MS³M expert always overwrites);
+    runtimes feed state tensors by these names and skip the dropped ones."""
+    import json
+
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    m.metadata_props.add(key="ms3m.state_inputs", value=json.dumps(names))
+    onnx.save(m, str(path))
 
 
 def export_torchscript(model: StreamingModel, path: str | Path) -> Path:

@@ -9,7 +9,8 @@ Per position, u (D,) → y (D,):
     y  = W_o (v ⊙ W_up z')      (D,)       W_up: d_ssm → d_ff, no activation
 
 The SSM runs on the narrow branch only, which is what makes GSS cheap: the recurrent state is
-(d_ssm, N/2, 2) per cell, not (D, …). Everything but the SSM is position-wise, so the block's only
+(2, N/2, d_ssm) per cell (S4DKernel re/im planes),
+not (D, …). Everything but the SSM is position-wise, so the block's only
 state is the SSM's, and its step is the S4D step (real arithmetic, exportable) between two MLPs.
 
 Numerics: those of S4DKernel (FFT convolution plus the closed-form initial-state term in parallel
@@ -55,7 +56,7 @@ class GatedMLPLayer(nn.Module):
         self.out = nn.Linear(d_ff, d_model)
 
     def state_spec(self) -> list[StateField]:
-        return [StateField("ssm", (self.d_ssm, self.kernel.N2, 2))]
+        return [StateField("ssm", self.kernel.state_shape)]
 
     def _gate(self, u: Tensor, z: Tensor) -> Tensor:
         """u (..., D) the block input, z (..., d_ssm) the SSM output → (..., D)."""

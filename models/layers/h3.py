@@ -19,7 +19,7 @@ Recurrent state, per cell:
                                             shift SSM's state x_t = (k_t, …, k_{t-W+1}) minus its oldest
                                             entry, which can no longer reach an output; stepped as a
                                             shift register with torch.cat.
-    ssm   (d_head, d_head, n_heads, N/2, 2) the diagonal SSM state, complex as (re, im).
+    ssm   (d_head, d_head, 2, N/2, n_heads) the diagonal SSM state (S4DKernel re/im planes).
 
 Numerics: parallel mode runs the shift SSM as a depthwise conv1d over [state, k] (exact: it is a
 finite sum) and the diagonal SSM by FFT with its initial state added in closed form (S4DKernel);
@@ -112,7 +112,7 @@ class H3Layer(nn.Module):
         dh = self.d_head
         return [
             StateField("shift", (self.d_model, self.shift.W - 1)),
-            StateField("ssm", (dh, dh, self.n_heads, self.kernel.N2, 2)),
+            StateField("ssm", (dh, dh, *self.kernel.state_shape)),
         ]
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -128,26 +128,26 @@ class H3Layer(nn.Module):
         q, k, v = (self._heads(x).permute(0, 3, 1, 2) for x in (q, k, v))  # (B, d_head, L, n_heads)
         kv = k.unsqueeze(2) * v.unsqueeze(1)  # (B, i, j, L, n_heads): k̃_i v_j per head
         # the d_head² entries of each head share that head's kernel: fold them into the batch
-        s_in = None if s_ssm is None else s_ssm.reshape(B * dh * dh, nh, self.kernel.N2, 2)
+        s_in = None if s_ssm is None else s_ssm.reshape(B * dh * dh, *self.kernel.state_shape)
         y, s_ssm = self.kernel(kv.reshape(B * dh * dh, L, nh), s_in, return_state)  # (B·dh², L, nh)
         y = (q.unsqueeze(2) * y.reshape(B, dh, dh, L, nh)).sum(1)  # (B, j, L, n_heads): Σ_i q_i KV_ij
         y = y.permute(0, 2, 3, 1).reshape(B, L, D)  # (B, L, D)
         y = self.out(self.dropout(y))
         if not return_state:
             return y, None
-        return y, (s_shift, s_ssm.reshape(B, dh, dh, nh, self.kernel.N2, 2))
+        return y, (s_shift, s_ssm.reshape(B, dh, dh, *self.kernel.state_shape))
 
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
-        dh, nh, N2 = self.d_head, self.n_heads, self.kernel.N2
+        dh, nh = self.d_head, self.n_heads
         s_shift, s_ssm = state
         q, k, v = self.qkv(u_t).chunk(3, dim=-1)  # (B, D) each
         k, s_shift = self.shift.step(k, s_shift)  # (B, D)
         q, k, v = (self._heads(x).transpose(1, 2) for x in (q, k, v))  # (B, d_head, n_heads)
         kv = k.unsqueeze(2) * v.unsqueeze(1)  # (B, i, j, n_heads)
-        y, s_ssm = self.kernel.step(kv.reshape(-1, nh), s_ssm.reshape(-1, nh, N2, 2))  # (B·dh², nh)
+        y, s_ssm = self.kernel.step(kv.reshape(-1, nh), s_ssm.reshape(-1, *self.kernel.state_shape))  # (B·dh², nh)
         y = (q.unsqueeze(2) * y.reshape(-1, dh, dh, nh)).sum(1)  # (B, j, n_heads)
         y = self.out(self.dropout(y.transpose(1, 2).reshape(-1, self.d_model)))  # (B, D)
-        return y, (s_shift, s_ssm.reshape(-1, dh, dh, nh, N2, 2))
+        return y, (s_shift, s_ssm.reshape(-1, dh, dh, *self.kernel.state_shape))
 
 
 @dataclass

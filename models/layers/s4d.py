@@ -6,9 +6,14 @@ Per channel h, a diagonal complex SSM with N/2 modes (the conjugate-symmetric ha
     x_t = Ā x_{t-1} + B̄ u_t,     y_t = 2·Re(C x_t) + D u_t
 
 Parallel mode convolves u with the kernel K_l = 2·Re(Σ_n C_n B̄_n Ā_n^l) by FFT; recurrent mode
-runs the recurrence in real arithmetic on (re, im) pairs. Both start from the same initial state
+runs the recurrence in real arithmetic on (re, im) planes. Both start from the same initial state
 x_{-1}, whose effect on the outputs (2·Re(C Ā^{t+1} x_{-1})) and the final state are added in
 closed form, so windows can be chained.
+
+State layout per cell: (2, N/2, H) — the real plane, then the imaginary plane, mode-major. Complex
+numbers stay real tensors as everywhere in the zoo, but as planes rather than trailing (re, im) pairs:
+onnxruntime broadcasts along an inner axis of size 2 (or 1) about 10× slower than along a contiguous
+H axis, and this layout makes the exported step ~2× faster at 1,000 cells (bench runtime).
 
 A = -exp(log_A_real) + i·A_imag keeps Re(A) < 0, hence |Ā| < 1 for both discretizations.
 Inits: diag-lin (A_n = -½ + iπn), diag-inv (S4D-Inv), real (A_n = -(n+1)), legs (S4D-LegS).
@@ -24,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import State, StateField, mark_ssm_param
-from models.complex import cdiv, cexp, cmul, split_pair, stack_pair
+from models.complex import cdiv, cexp, cmul, split_pair
 from models.hippo import s4d_legs_init
 from models.registry import register
 from models.stack import SSMForecaster, StackConfig
@@ -110,10 +115,15 @@ class S4DKernel(nn.Module):
         l = torch.arange(L + 1, device=dA.device, dtype=dA.real.dtype)
         return torch.exp(torch.log(dA).unsqueeze(-1) * l)
 
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """Per-cell state shape: (2, N2, H) re/im planes."""
+        return (2, self.N2, self.H)
+
     def forward(
         self, u: Tensor, state: Tensor | None = None, return_state: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """u (B, L, H), state (B, H, N2, 2) or None (zero) → y (B, L, H) with D skip, final state."""
+        """u (B, L, H), state (B, 2, N2, H) or None (zero) → y (B, L, H) with D skip, final state."""
         L = u.shape[1]
         dA_re, dA_im, dB_re, dB_im = self.discretize()
         dA, dB = torch.complex(dA_re, dA_im), torch.complex(dB_re, dB_im)  # (H, N2)
@@ -129,7 +139,7 @@ class S4DKernel(nn.Module):
         if state is not None or return_state:
             if K.shape[0] == 2:
                 raise RuntimeError("a bidirectional S4D layer has no recurrent state (it is non-causal)")
-            x0 = None if state is None else torch.complex(state[..., 0], state[..., 1])  # (B, H, N2)
+            x0 = None if state is None else torch.complex(state[:, 0], state[:, 1]).transpose(1, 2)  # (B, H, N2)
             if x0 is not None:
                 y = y + 2 * torch.einsum("bhn,hn,hnl->bhl", x0, C[0], V[..., 1:]).real
             if return_state:
@@ -137,24 +147,31 @@ class S4DKernel(nn.Module):
                 xL = torch.einsum("bhl,hnl->bhn", uT.to(V.dtype), V[..., :L].flip(-1)) * dB
                 if x0 is not None:
                     xL = xL + V[..., L] * x0
-                new_state = torch.view_as_real(xL).contiguous()
+                new_state = torch.stack([xL.real, xL.imag], 1).transpose(2, 3).contiguous()  # (B, 2, N2, H)
         return y.transpose(1, 2), new_state
 
-    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """u_t (B, H), state (B, H, N2, 2) → y_t (B, H) (D skip included), new state. Real arithmetic.
+    def step_coefficients(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """P, Q, R, Cc (2, N2, H) with  x' = x ⊙ P + swap(x) ⊙ Q + u ⊗ R  and  y = Σ x' ⊙ Cc + D u, where
+        swap exchanges the re/im planes, so x ⊙ P + swap(x) ⊙ Q is the complex product Ā·x. They depend
+        on parameters only and fold into constants when the step is exported."""
+        dA_re, dA_im, dB_re, dB_im = (a.T for a in self.discretize())  # (N2, H)
+        c_re, c_im = (a.T for a in split_pair(self.C[0]))
+        P = torch.stack([dA_re, dA_re])
+        Q = torch.stack([-dA_im, dA_im])
+        R = torch.stack([dB_re, dB_im])
+        Cc = torch.stack([2 * c_re, -2 * c_im])
+        return P, Q, R, Cc
 
-        The parameter-only terms (Ā, B̄, C) fold into constants when the step is exported, so a step
-        is a handful of elementwise passes over the state: its cost is memory traffic, not FLOPs."""
+    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """u_t (B, H), state (B, 2, N2, H) → y_t (B, H) (D skip included), new state. Real arithmetic;
+        every elementwise op runs along the contiguous H axis (see the module docstring)."""
         if self.C.shape[0] != 1:
             raise RuntimeError("a bidirectional S4D layer has no recurrent step (it is non-causal)")
-        dA_re, dA_im, dB_re, dB_im = self.discretize()
-        c_re, c_im = split_pair(self.C[0])
-        x_re, x_im = state.unbind(-1)  # (B, H, N2)
-        u = u_t.unsqueeze(-1)  # (B, H, 1)
-        ax_re, ax_im = cmul(dA_re, dA_im, x_re, x_im)
-        nx_re, nx_im = ax_re + dB_re * u, ax_im + dB_im * u
-        y = (nx_re * (2 * c_re) - nx_im * (2 * c_im)).sum(-1) + self.D * u_t
-        return y, stack_pair(nx_re, nx_im)
+        P, Q, R, Cc = self.step_coefficients()
+        swapped = torch.cat([state[:, 1:], state[:, :1]], 1)  # (B, 2, N2, H): im, re
+        new = state * P + swapped * Q + u_t[:, None, None, :] * R
+        y = (new * Cc).sum((1, 2)) + self.D * u_t  # (B, H)
+        return y, new
 
 
 def fft_causal_conv(u: Tensor, k: Tensor) -> Tensor:
@@ -195,7 +212,7 @@ class S4DLayer(nn.Module):
         if self.bidirectional:
             raise RuntimeError("S4D with bidirectional=True is non-causal: it has no recurrent state or step; "
                                "use forward() over whole windows")
-        return [StateField("ssm", (self.d_model, self.kernel.N2, 2))]
+        return [StateField("ssm", self.kernel.state_shape)]
 
     def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
         y, s = self.kernel(u, None if state is None else state[0], return_state)

@@ -9,6 +9,7 @@ backends import torch lazily and exist for comparison (bench runtime) and debugg
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,10 +60,16 @@ class OnnxStepRuntime:
         self.output_names = [o.name for o in self.session.get_outputs()]
         if self.input_names[0] != "x":
             raise ValueError(f"{onnx_path}: a step graph takes x first, then its state tensors")
+        meta = self.session.get_modelmeta().custom_metadata_map.get("ms3m.state_inputs")
+        declared = json.loads(meta) if meta else self.input_names[1:]
+        taken = set(self.input_names)
+        # positions (in the caller's state list) of the inputs the graph really reads
+        self._feed = [(i, name) for i, name in enumerate(declared) if name in taken]
 
     def run(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"x": x}
-        feeds.update(zip(self.input_names[1:], state))
+        for i, name in self._feed:
+            feeds[name] = state[i]
         out = self.session.run(None, feeds)
         return out[0], out[1:]
 

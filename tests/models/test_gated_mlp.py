@@ -21,8 +21,8 @@ def test_layer_step_reproduces_forward_from_nonzero_state(init, disc):
     torch.manual_seed(0)
     layer = GatedMLPLayer(6, d_ff=16, d_ssm=3, d_state=8, init=init, disc=disc).double()
     u = torch.randn(2, 50, 6, dtype=torch.float64)
-    zero = (torch.zeros(2, 3, 4, 2, dtype=torch.float64),)
-    nonzero = (torch.randn(2, 3, 4, 2, dtype=torch.float64),)
+    zero = (torch.zeros(2, 2, 4, 3, dtype=torch.float64),)
+    nonzero = (torch.randn(2, 2, 4, 3, dtype=torch.float64),)
     for s0 in (zero, nonzero):
         with torch.no_grad():
             y_par, s_par = layer(u, s0, return_state=True)
@@ -70,7 +70,7 @@ def test_gss_default_widths_and_state():
     m = create_model("gated_mlp", d_input=2, n_targets=1, horizon=3, d_model=32, d_state=8, n_layers=2)
     layer = m.layers[0]
     assert (layer.d_ff, layer.d_ssm) == (128, 8)  # F = 4E, H = E/4
-    assert [f.shape for f in m.state_spec()] == [(8, 4, 2), (8, 4, 2)]
+    assert [f.shape for f in m.state_spec()] == [(2, 4, 8), (2, 4, 8)]
     poles = m.ssm_poles()
     assert poles.shape == (2 * 8 * 4,) and (poles.abs() < 1).all()
     m = create_model("gated_mlp", d_model=2, d_ff=16, d_ssm=5)

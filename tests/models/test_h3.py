@@ -121,7 +121,7 @@ def test_model_state_and_poles():
     m = create_model("h3", d_input=2, n_targets=1, horizon=3, d_model=8, d_state=6, n_layers=2, d_head=2)
     spec = m.state_spec()
     assert [f.name for f in spec] == ["layer0.shift", "layer0.ssm", "layer1.shift", "layer1.ssm"]
-    assert spec[0].shape == (8, 5) and spec[1].shape == (2, 2, 4, 3, 2)  # shift_size defaults to d_state
+    assert spec[0].shape == (8, 5) and spec[1].shape == (2, 2, 2, 3, 4)  # shift_size defaults to d_state
     poles = m.ssm_poles()
     assert poles.shape == (2 * 4 * 3,) and (poles.abs() < 1).all()  # the diagonal SSMs' only (per head)
     assert create_model("h3", shift_size=4, d_state=8).state_spec()[0].shape == (64, 3)

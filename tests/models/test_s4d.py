@@ -42,7 +42,7 @@ def test_gradcheck_float64():
     torch.manual_seed(0)
     layer = S4DLayer(3, 4, init="legs").double()
     u = torch.randn(1, 6, 3, dtype=torch.float64, requires_grad=True)
-    s = torch.randn(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[0], (u, s))
     assert torch.autograd.gradcheck(lambda u, s: layer.step(u[:, 0], (s,))[0], (u, s))
 
