@@ -42,6 +42,7 @@ from service.runtime.bundle import load_bundle
 
 log = logging.getLogger("ms3m.xapp")
 R = kpm_pb2.RejectReason
+OBJECTIVE_NAMES = np.array(["accuracy", "latency", "energy", "balanced"])
 ACTION_KINDS = {"slice_prb_quota": forecast_pb2.ACTION_KIND_SLICE_PRB_QUOTA,
                 "traffic_steering": forecast_pb2.ACTION_KIND_TRAFFIC_STEERING,
                 "cell_sleep": forecast_pb2.ACTION_KIND_CELL_SLEEP,
@@ -267,7 +268,7 @@ class XApp:
         series = [k for k, ok in zip(step.series, step.ok[0]) if ok]
         acts: list[Action] = []
         if self.action_policy is not None:
-            objective = [_objective_name(v) for v in primary.objective[res.slots]]
+            objective = OBJECTIVE_NAMES[np.argmax(primary.objective[res.slots, :4], 1)].tolist()
             slices = [parse_series(k)[1] for k in series]
             acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
                                              res.upper, res.actual, res.outside, slices, objective,
@@ -609,10 +610,6 @@ class XApp:
         if self.buffer is not None:
             with contextlib.suppress(Exception):
                 await self.buffer.close()
-
-
-def _objective_name(vec: np.ndarray) -> str:
-    return ("accuracy", "latency", "energy", "balanced")[int(np.argmax(vec[:4]))]
 
 
 def _jsonable(d: Any) -> Any:

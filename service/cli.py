@@ -353,9 +353,22 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_models)
 
 
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from service.sim import add_simulate_parser
+
+    add_simulate_parser(sub)
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    from service.sim import add_replay_parser
+
+    add_replay_parser(sub)
+
+
 # Subcommands are registered here only once their feature works.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_config, _add_models, _add_train, _add_export, _add_eval, _add_bench,
+    _add_serve, _add_simulate, _add_replay, _add_config, _add_models, _add_train, _add_export, _add_eval,
+    _add_bench,
 ]
 
 

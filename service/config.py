@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     inference_threads: int = Field(1, ge=1, le=64)  # intra-op threads of the inference thread
     max_cells: int = Field(1_000_000, ge=1)
     max_batch: int = Field(8192, ge=1)  # samples merged into one engine flush
-    flush_ms: float = Field(2.0, gt=0, le=1000)  # wait at most this long to fill a batch
+    flush_ms: float = Field(0.5, gt=0, le=1000)  # wait at most this long to fill a batch (load batches anyway)
     max_queue_samples: int = Field(500_000, ge=1)  # beyond: RESOURCE_EXHAUSTED / HTTP 503
     ignore_unknown_kpis: bool = False  # True: drop unknown measurement names instead of rejecting reports
 

@@ -147,6 +147,14 @@ def create_app(xapp: XApp, registry: CollectorRegistry) -> FastAPI:
                and (cell is None or a["cell_id"] == cell)]
         return out[:limit]
 
+    @app.get("/v1/stats", tags=["forecasts"])
+    def stats(reset: bool = False) -> dict:
+        """Engine counters and exact recent latency quantiles (ingest → forecast, batched step)."""
+        out = xapp.engine.stats()
+        if reset:
+            xapp.engine.reset_stats()
+        return out
+
     @app.get("/v1/router/decisions", tags=["actions"])
     def decisions(limit: int = Query(100, ge=1, le=10_000)) -> list:
         out = []

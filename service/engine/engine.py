@@ -27,6 +27,7 @@ from service.metrics import Metrics
 
 log = logging.getLogger("ms3m.engine")
 LATENCY_SAMPLES_PER_STEP = 256  # ingest-to-forecast latency is observed for an even subset of each step
+LATENCY_RING = 65_536  # recent latencies kept for exact quantiles (stats())
 
 
 @dataclass
@@ -60,6 +61,10 @@ class StepEngine:
         self.steps = 0
         self.samples = 0
         self.last_error: str | None = None
+        self._lat = np.zeros(LATENCY_RING)
+        self._lat_n = 0
+        self._step_s = np.zeros(4096)
+        self._step_n = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,6 +86,19 @@ class StepEngine:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> dict:
+        """Counters and exact quantiles of recent ingest-to-forecast latencies and step times (seconds)."""
+        lat = self._lat[: min(self._lat_n, LATENCY_RING)]
+        st = self._step_s[: min(self._step_n, len(self._step_s))]
+        q = lambda a, p: float(np.percentile(a, p)) if len(a) else None  # noqa: E731
+        return {"samples": self.samples, "steps": self.steps, "queue": self._queued,
+                "latency_s": {"p50": q(lat, 50), "p90": q(lat, 90), "p99": q(lat, 99), "n": len(lat)},
+                "step_s": {"p50": q(st, 50), "p99": q(st, 99), "n": len(st)}, "last_error": self.last_error}
+
+    def reset_stats(self) -> None:
+        self._lat_n = 0
+        self._step_n = 0
 
     # -- input ---------------------------------------------------------------------------------
     def submit(self, batch: SampleBatch, received: float | None = None, replay: bool = False) -> bool:
@@ -186,7 +204,10 @@ class StepEngine:
                     continue
                 t0 = time.perf_counter()
                 res = host.step(s[rows], batch.values[rows], batch.timestamp_ms[rows])
-                self.metrics.step_latency.labels(host.name).observe(time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                self.metrics.step_latency.labels(host.name).observe(dt)
+                self._step_s[self._step_n % len(self._step_s)] = dt
+                self._step_n += 1
                 self.metrics.forecasts.labels(host.name).inc(len(rows))
                 results.append(res)
                 sub_oks.append(ok_sel)
@@ -199,7 +220,11 @@ class StepEngine:
             if not replay:
                 done = time.perf_counter()
                 pick = sel[:: max(1, len(sel) // LATENCY_SAMPLES_PER_STEP)]
-                for lat in (done - received[pick]).tolist():
+                lats = done - received[pick]
+                for lat in lats.tolist():
                     self.metrics.ingest_to_forecast.observe(lat)
+                idx = (self._lat_n + np.arange(len(lats))) % LATENCY_RING
+                self._lat[idx] = lats
+                self._lat_n += len(lats)
         for host in self.hosts:
             self.metrics.active_cells.labels(host.name).set(len(host.table))
