@@ -20,8 +20,8 @@ from models.base import ForecastHead, ModelConfig, State, StateField, StreamingM
 
 @dataclass
 class StackConfig(ModelConfig):
-    d_model: int = 64
-    n_layers: int = 4
+    d_model: int = 32
+    n_layers: int = 2
     norm: str = "layer"  # "layer" | "rms"
 
     def __post_init__(self) -> None:

@@ -136,7 +136,59 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON document last")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(handler=_cmd_bench_step)
+    r = bsub.add_parser(
+        "runtime",
+        help="one batched step on onnxruntime vs TorchScript vs torch eager",
+        description="Writes a bundle per model (default S4D, Mamba, LRU, MS³M at registry defaults) and times one "
+        "batched step on each runtime at batch 1, 64 and 1024, interleaved rounds, median kept; plus one step for "
+        "1,000 cells of the default S4D bundle and the onnxruntime session options (threads × spinning) behind "
+        "the service defaults.",
+    )
+    r.add_argument("--model", action="append", help="model (repeatable; default s4d mamba lru ms3m)")
+    r.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024], help="batch sizes (cells)")
+    r.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    r.add_argument("--min-seconds", type=float, default=0.2, help="minimum timing per measurement")
+    r.add_argument("--json", action="store_true", help="print one JSON document last")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.set_defaults(handler=_cmd_bench_runtime)
+    sv = bsub.add_parser(
+        "service",
+        help="the xApp end to end under load, next to a naive FastAPI + torch service",
+        description="Starts `ms3m serve` (memory buffer by default) with a bundle (default: the registry-default "
+        "S4D over the simulator's KPIs) and drives it with `ms3m simulate` at each offered load and then as fast as "
+        "possible: sustained samples/s ingest → forecast, p50/p99 ingest-to-forecast latency (exact, inside the "
+        "xApp), CPU and RSS. Then the same loads against a naive service that recomputes a full-window torch "
+        "forward per request, and the ratio.",
+    )
+    sv.add_argument("--bundle", help="bundle to serve (default: a registry-default S4D bundle)")
+    sv.add_argument("--load", type=int, nargs="+", default=[10_000, 20_000, 50_000], help="offered samples/s")
+    sv.add_argument("--duration", type=float, default=8.0, help="seconds per load")
+    sv.add_argument("--cells", type=int, default=1000, help="cells in the simulated stream")
+    sv.add_argument("--buffer", choices=["memory", "redis"], default="memory",
+                    help="window buffer of the xApp (redis: MS3M_REDIS_HOST / DBAAS_SERVICE_HOST)")
+    sv.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    sv.add_argument("--json", action="store_true", help="print one JSON document last")
+    sv.add_argument("--quiet", action="store_true", help="no progress lines")
+    sv.set_defaults(handler=_cmd_bench_service)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
+
+
+def _cmd_bench_service(args: argparse.Namespace) -> int:
+    from models.training.benchmarks import service
+
+    result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
+                         buffer=args.buffer, naive=not args.no_naive, progress=_bench_progress(args))
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_runtime(args: argparse.Namespace) -> int:
+    from models.training.benchmarks import runtime
+
+    result = runtime.run(models=args.model or runtime.DEFAULT_MODELS, batches=args.batch, rounds=args.rounds,
+                         min_seconds=args.min_seconds, progress=_bench_progress(args))
+    print_result(result, args.json)
+    return 0
 
 
 def _key_values(items: list[str] | None, what: str) -> dict:

@@ -28,7 +28,7 @@ from models.registry import register
 
 @dataclass
 class LSTMConfig(ModelConfig):
-    d_model: int = 64  # hidden size of every layer
+    d_model: int = 32  # hidden size of every layer
     n_layers: int = 2
     input_proj: bool = False  # Linear(d_input, d_model) before the first layer
 

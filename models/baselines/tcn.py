@@ -110,7 +110,7 @@ class TemporalBlock(nn.Module):
 
 @dataclass
 class TCNConfig(ModelConfig):
-    d_model: int = 64  # channels of every block
+    d_model: int = 32  # channels of every block
     n_layers: int = 6  # blocks; block i has dilation 2^i
     kernel_size: int = 3
     activation: str = "relu"  # relu | gelu

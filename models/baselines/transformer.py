@@ -148,10 +148,10 @@ class TransformerBlock(nn.Module):
 
 @dataclass
 class TransformerConfig(ModelConfig):
-    d_model: int = 64
+    d_model: int = 32
     n_layers: int = 2
     n_heads: int = 4
-    d_ff: int = 128
+    d_ff: int = 64
     window: int = 256
 
     def __post_init__(self) -> None:

@@ -78,7 +78,7 @@ class GatedMLPLayer(nn.Module):
 class GatedMLPConfig(StackConfig):
     d_ff: int | None = None  # wide (gate) branch; None: 4·d_model (GSS's F = 4E)
     d_ssm: int | None = None  # narrow (SSM) branch; None: max(1, d_model // 4) (GSS's H = E/4)
-    d_state: int = 64
+    d_state: int = 16
     init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
     disc: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3

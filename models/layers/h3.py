@@ -152,7 +152,7 @@ class H3Layer(nn.Module):
 
 @dataclass
 class H3Config(StackConfig):
-    d_state: int = 64  # N of the diagonal SSM (N/2 complex modes per head)
+    d_state: int = 8  # N of the diagonal SSM (N/2 complex modes per head)
     shift_size: int | None = None  # W, the shift SSM's length; None: d_state (as in the paper)
     d_head: int = 1  # 1: every channel is a head (paper default); >1: multi-head H3
     init: str = "diag-lin"  # diag-lin | diag-inv | real | legs (the diagonal SSM)

@@ -173,7 +173,7 @@ class LRUConfig(StackConfig):
     zoo's synthetic KPIs (period 48, AR noise; 2×32 model, 300 steps, 8 seeds) this init gave
     validation MSE 0.233 vs 0.246 for 0/0.99/2π, and a smaller spread across seeds."""
 
-    d_state: int = 64
+    d_state: int = 32
     r_min: float = 0.9
     r_max: float = 0.999
     max_phase: float = math.pi / 10

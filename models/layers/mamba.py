@@ -178,7 +178,7 @@ class MambaLayer(nn.Module):
 
 @dataclass
 class MambaConfig(StackConfig):
-    d_state: int = 16
+    d_state: int = 8
     d_conv: int = 4
     expand: float = 2  # d_inner = int(expand · d_model)
     dt_rank: int | str = "auto"  # "auto": ceil(d_model / 16)

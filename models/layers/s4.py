@@ -310,7 +310,7 @@ class S4Layer(nn.Module):
 
 @dataclass
 class S4Config(StackConfig):
-    d_state: int = 64
+    d_state: int = 8
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     bidirectional: bool = False

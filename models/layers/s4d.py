@@ -229,7 +229,7 @@ class S4DLayer(nn.Module):
 
 @dataclass
 class S4DConfig(StackConfig):
-    d_state: int = 64
+    d_state: int = 8
     init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
     disc: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3

@@ -193,7 +193,7 @@ class S5Layer(nn.Module):
 
 @dataclass
 class S5Config(StackConfig):
-    d_state: int = 64  # 2P: total real-equivalent modes; the state keeps P complex modes
+    d_state: int = 32  # 2P: total real-equivalent modes; the state keeps P complex modes
     blocks: int = 1  # J HiPPO blocks on the block diagonal of the init
     disc: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3

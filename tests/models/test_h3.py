@@ -124,7 +124,7 @@ def test_model_state_and_poles():
     assert spec[0].shape == (8, 5) and spec[1].shape == (2, 2, 2, 3, 4)  # shift_size defaults to d_state
     poles = m.ssm_poles()
     assert poles.shape == (2 * 4 * 3,) and (poles.abs() < 1).all()  # the diagonal SSMs' only (per head)
-    assert create_model("h3", shift_size=4, d_state=8).state_spec()[0].shape == (64, 3)
+    assert create_model("h3", shift_size=4, d_state=8).state_spec()[0].shape == (32, 3)
 
 
 def test_bad_config_is_rejected_clearly():

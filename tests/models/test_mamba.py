@@ -161,6 +161,6 @@ def test_config_defaults_and_entry_point():
     m = create_model(architecture="ssm", ssm_layer="mamba", d_model=32, num_layers=3)
     c = m.config
     assert m.name == "mamba" and type(m).__name__ == "Mamba" and c.n_layers == 3
-    assert (c.d_state, c.d_conv, c.expand, c.dt_rank) == (16, 4, 2, "auto")
+    assert (c.d_state, c.d_conv, c.expand, c.dt_rank) == (8, 4, 2, "auto")
     assert m.layers[0].d_inner == 64 and m.layers[0].dt_rank == 2
-    assert m.state_bytes_per_cell() == 4 * 3 * (64 * 3 + 64 * 16)
+    assert m.state_bytes_per_cell() == 4 * 3 * (64 * 3 + 64 * 8)

@@ -1,0 +1,206 @@
+"""`ms3m bench service`: the xApp end to end (gRPC ingest → buffer → batched step → forecast) under load,
+next to a naive service (FastAPI + torch forward over each cell's full window per request), in one run.
+
+The xApp runs as its own process (`ms3m serve`), the load generator as another (`ms3m simulate`), so the
+figures include gRPC, validation, the buffer append, the engine and the forecast bookkeeping; latency is
+measured inside the xApp from the receipt of a report to its forecast (exact quantiles from /v1/stats).
+The naive service gets the same cells and KPIs over HTTP, batches of `naive_batch` samples per request,
+latency measured by the client from send to response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIM_KPIS = ["DRB.UEThpDl", "DRB.UEThpUl", "RRU.PrbUsedDl", "RRC.ConnMean", "DRB.RlcSduDelayDl", "RF.serving.RSRP",
+            "RF.serving.RSRQ", "RF.serving.RSSINR", "DRB.UECqiDl", "PEE.AvgPower"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_bundle(root: Path, model: str = "s4d") -> Path:
+    """The model's registry-default bundle over the simulator's KPIs (weights untrained: cost is what counts)."""
+    import torch
+
+    from models import create_model
+    from models.export import write_bundle
+
+    torch.manual_seed(0)
+    m = create_model(model, d_input=len(SIM_KPIS), n_targets=2, horizon=8, target_index=(0, 2))
+    return write_bundle(m, root / f"{model}-default", name=f"{model}-default", inputs=SIM_KPIS,
+                        targets=["DRB.UEThpDl", "RRU.PrbUsedDl"], period_ms=1000)
+
+
+def _get(port: int, path: str) -> dict:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).json()
+
+
+def _start_xapp(bundle: Path, buffer: str, log: Path) -> tuple[subprocess.Popen, int, int]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MS3M_BUFFER=buffer, MS3M_HTTP_HOST="127.0.0.1",
+               MS3M_GRPC_HOST="127.0.0.1", MS3M_LOG_LEVEL="warning")
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--bundle", str(bundle),
+                                 "--http-port", "0", "--grpc-port", "0"], stdout=subprocess.PIPE, stderr=err,
+                                env=env, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"REST http://localhost:(\d+)\s+gRPC localhost:(\d+)", line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"xApp did not start: {line!r} {log.read_text()[-1500:]}")
+    return proc, int(m.group(1)), int(m.group(2))
+
+
+def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cells: int, start_ms: int) -> dict:
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    _get(http, "/v1/stats?reset=true")
+    before = _get(http, "/v1/stats")["samples"]
+    cpu0, t0 = p.cpu_times(), time.perf_counter()
+    sim = subprocess.run([sys.executable, "-m", "service.cli", "simulate", "--target", f"127.0.0.1:{grpc_port}",
+                          "--cells", str(cells), "--rate", str(rate), "--duration", str(duration), "--json",
+                          "--quiet", "--start-ms", str(start_ms)], capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=duration + 120)
+    sent = json.loads(sim.stdout.strip().splitlines()[-1]) if sim.stdout.strip() else {}
+    stats = _get(http, "/v1/stats")
+    for _ in range(200):  # let the queue drain: every accepted sample gets its forecast
+        if stats["queue"] == 0:
+            break
+        time.sleep(0.05)
+        stats = _get(http, "/v1/stats")
+    wall = time.perf_counter() - t0
+    cpu1 = p.cpu_times()
+    done = stats["samples"] - before
+    lat = stats["latency_s"]
+    return {
+        "system": "xapp", "offered_per_s": rate or "max", "sustained_per_s": round(done / wall),
+        "p50_ms": round(lat["p50"] * 1e3, 2) if lat["p50"] is not None else None,
+        "p99_ms": round(lat["p99"] * 1e3, 2) if lat["p99"] is not None else None,
+        "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall),
+        "rss_mb": round(p.memory_info().rss / 2**20), "rejected": sent.get("rejected"),
+        "step_p50_ms": round(stats["step_s"]["p50"] * 1e3, 3) if stats["step_s"]["p50"] else None,
+    }
+
+
+async def _naive_load(port: int, rate: int, duration: float, cells: int, batch: int) -> dict:
+    import httpx
+
+    rng = np.random.default_rng(0)
+    lat: list[float] = []
+    done = 0
+    cell_ids = [f"cell-{i:04d}" for i in range(cells)]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 limits=httpx.Limits(max_connections=8)) as client:
+        t0 = time.perf_counter()
+        sent, nxt = 0, 0
+        pending: set[asyncio.Task] = set()
+
+        async def one(chunk: list[str]):
+            nonlocal done
+            body = {"cells": chunk, "values": rng.standard_normal((len(chunk), len(SIM_KPIS))).tolist()}
+            s = time.perf_counter()
+            r = await client.post("/forecast", json=body)
+            r.raise_for_status()
+            lat.append(time.perf_counter() - s)
+            done += len(chunk)
+
+        while time.perf_counter() - t0 < duration:
+            if rate:  # pace batches; at most 8 in flight (more would only queue in the server)
+                due = t0 + sent / rate
+                now = time.perf_counter()
+                if now < due:
+                    await asyncio.sleep(due - now)
+            while len(pending) >= 8:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            chunk = [cell_ids[(nxt + i) % cells] for i in range(batch)]
+            nxt = (nxt + batch) % cells
+            pending.add(asyncio.create_task(one(chunk)))
+            sent += batch
+        if pending:
+            await asyncio.wait(pending)
+        wall = time.perf_counter() - t0
+    a = np.array(lat)
+    return {"system": "naive", "offered_per_s": rate or "max", "sustained_per_s": round(done / wall),
+            "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 2) if len(a) else None,
+            "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2) if len(a) else None}
+
+
+def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000, 50_000), duration: float = 8.0,
+        cells: int = 1000, buffer: str = "memory", naive: bool = True, naive_batch: int = 100,
+        naive_window: int = 256, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    import psutil
+
+    say = progress or (lambda s: None)
+    root = Path(tempfile.mkdtemp(prefix="ms3m-bench-service-"))
+    bundle = Path(bundle) if bundle else default_bundle(root)
+    rows = []
+    proc, http, grpc_port = _start_xapp(bundle, buffer, root / "xapp.log")
+    try:
+        base = int(time.time() * 1000) + 10**9
+        for i, rate in enumerate([*loads, 0]):
+            say(f"xApp: offered {rate or 'max'} samples/s for {duration:.0f} s")
+            rows.append(_xapp_phase(proc, http, grpc_port, rate, duration, cells, base + i * 10**10))
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    if naive:
+        port = _free_port()
+        nproc = subprocess.Popen([sys.executable, "-m", "models.training.benchmarks.naive_service", str(bundle),
+                                  str(port), str(naive_window)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                                 stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    _get(port, "/docs")
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            p = psutil.Process(nproc.pid)
+            for rate in [*loads, 0]:
+                say(f"naive: offered {rate or 'max'} samples/s for {duration:.0f} s")
+                cpu0, t0 = p.cpu_times(), time.perf_counter()
+                row = asyncio.run(_naive_load(port, rate, duration, cells, naive_batch))
+                cpu1, wall = p.cpu_times(), time.perf_counter() - t0
+                row["cpu_percent"] = round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall)
+                row["rss_mb"] = round(p.memory_info().rss / 2**20)
+                rows.append(row)
+        finally:
+            nproc.terminate()
+            nproc.wait(20)
+    x_max = next(r for r in rows if r["system"] == "xapp" and r["offered_per_s"] == "max")["sustained_per_s"]
+    summary: dict[str, Any] = {"xapp_max_samples_per_s": x_max}
+    x20 = next((r for r in rows if r["system"] == "xapp" and r["offered_per_s"] == 20_000), None)
+    if x20:
+        summary["xapp_p99_ms_at_20k"] = x20["p99_ms"]
+    if naive:
+        n_max = next(r for r in rows if r["system"] == "naive" and r["offered_per_s"] == "max")["sustained_per_s"]
+        summary["naive_max_samples_per_s"] = n_max
+        summary["throughput_ratio_xapp_over_naive"] = round(x_max / max(n_max, 1), 1)
+    from service.runtime import load_bundle
+
+    m = load_bundle(bundle).manifest
+    return {"benchmark": "service", "columns": ["system", "offered_per_s", "sustained_per_s", "p50_ms", "p99_ms",
+                                                "cpu_percent", "rss_mb"],
+            "rows": rows, "summary": summary,
+            "settings": {"bundle": m.name, "model": m.model, "cells": cells, "duration_s": duration,
+                         "buffer": buffer, "naive_batch": naive_batch, "naive_window": naive_window,
+                         "cpus": os.cpu_count()}}
