@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: run the xApp with its built-in simulator and the embedded buffer (no Redis needed)
+## demo: the xApp with its built-in simulator, embedded buffer (no Redis) and a live table; Ctrl-C stops
 demo: $(STAMP)
-	$(BIN)/ms3m serve
+	$(BIN)/ms3m demo
 
 ## test: ruff + the default pytest suite (slow and benchmark tests excluded)
 test: $(STAMP)

@@ -49,6 +49,33 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_serve)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import main as demo_main
+
+    return demo_main(args.http_port, args.grpc_port, args.cells, args.speedup, args.steps, args.retrain,
+                     False if args.no_live else None)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the xApp with its built-in simulator and a live table (what `make demo` runs)",
+        description="Loads the cached demo bundle (or trains it once: MS³M on the synthetic KPIs, a few minutes, "
+        "progress bar), starts the xApp with the embedded memory buffer (no Redis needed), streams the built-in "
+        "simulator into it and shows a live table of cells, forecasts with intervals, active experts and control "
+        "actions. REST and gRPC stay open for curl and grpcurl while it runs; Ctrl-C stops cleanly. The bundle "
+        "cache is $MS3M_CACHE_DIR/demo (default ~/.cache/ms3m/demo).",
+    )
+    p.add_argument("--http-port", type=int, default=8080, help="REST port (default 8080)")
+    p.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (default 50051)")
+    p.add_argument("--cells", type=int, default=40, help="simulated cells (default 40)")
+    p.add_argument("--speedup", type=float, default=5.0, help="simulated time per real second (default 5×)")
+    p.add_argument("--steps", type=int, default=300, help="training steps if the bundle must be trained")
+    p.add_argument("--retrain", action="store_true", help="train the demo bundle again")
+    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
+    p.set_defaults(handler=_cmd_demo)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from service.config import Settings
 
@@ -419,7 +446,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 # Subcommands are registered here only once their feature works.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_simulate, _add_replay, _add_config, _add_models, _add_train, _add_export, _add_eval,
+    _add_demo, _add_serve, _add_simulate, _add_replay, _add_config, _add_models, _add_train, _add_export, _add_eval,
     _add_bench,
 ]
 

@@ -1,0 +1,166 @@
+"""`ms3m demo` (what `make demo` runs): the whole product on one machine, no Redis needed.
+
+1. Loads the demo bundle from the cache, or trains it once (MS³M on the synthetic multi-cell KPIs,
+   forecasting DL throughput and PRB use, a few minutes on 2 cores, with a progress bar).
+2. Starts the xApp with the embedded memory buffer (REST on 8080, gRPC on 50051 by default).
+3. Streams the built-in simulator into it over gRPC.
+4. Shows a live table: cells, latest values, forecasts with intervals, active experts and gate weights,
+   the latest control action; plus ingest rate, latency and router activity. Ctrl-C stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEMO_VERSION = "v1"  # bump to retrain cached demo bundles when the recipe changes
+DEMO_TARGETS = ["DRB.UEThpDl", "RRU.PrbUsedDl"]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("MS3M_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                             Path.home() / ".cache", "ms3m")
+    return Path(base) / "demo" / DEMO_VERSION
+
+
+def ensure_bundle(steps: int = 300, retrain: bool = False, log=print) -> Path:
+    """The cached demo bundle; trains it when missing (needs the `train` extra: torch)."""
+    root = cache_dir()
+    bundle = root / "bundle"
+    if bundle.joinpath("config.json").is_file() and not retrain:
+        return bundle
+    try:
+        from models.training.trainer import TrainConfig, Trainer
+    except ImportError as e:
+        raise SystemExit(f"ms3m demo: no cached bundle in {bundle} and training needs the train extra "
+                         f"(pip install 'ms3m-xapp[train]'): {e}") from None
+    log(f"training the demo bundle once (MS³M, synthetic KPIs, {steps} steps); cached in {bundle}")
+    config = TrainConfig(model="ms3m", data="synthetic", targets=DEMO_TARGETS, horizon=8, window=128,
+                         batch_size=16, max_steps=steps, eval_every=max(50, steps // 6), warmup_steps=30,
+                         patience=100, data_options={"n_cells": 24, "length": 3 * 1440})
+    trainer = Trainer(config, root / "run", progress=True, log=log)
+    trainer.fit(resume=not retrain)
+    return trainer.write_bundle(bundle)
+
+
+def _fmt(v: float) -> str:
+    if not np.isfinite(v):
+        return "–"
+    a = abs(v)
+    return f"{v / 1e3:.1f}k" if a >= 1e4 else (f"{v:.1f}" if a >= 10 else f"{v:.2f}")
+
+
+def render(xapp, sim_stats: dict, started: float, max_rows: int = 14):
+    """A rich renderable: header line and the cell table."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    host = xapp.hosts[0]
+    stats = xapp.engine.stats()
+    lat = stats["latency_s"]
+    names = host.targets
+    k_dl = names.index("DRB.UEThpDl") if "DRB.UEThpDl" in names else 0
+    k_prb = names.index("RRU.PrbUsedDl") if "RRU.PrbUsedDl" in names else None
+    last_action = {}
+    for a in list(xapp.actions)[-500:]:
+        last_action[a["cell_id"]] = a
+    router = next(iter(xapp.routers.values()), None)
+    compute = router.compute_fraction() if router else None
+    rate = sim_stats.get("rate_now") or 0
+    header = Text.assemble(
+        ("MS³M xApp demo  ", "bold"), f"REST http://localhost:{xapp.http_port}  gRPC :{xapp.grpc_port}  |  ",
+        f"ingest {rate:,.0f} samples/s  cells {len(host.table)}  forecasts {stats['samples']:,}  ",
+        f"latency p50 {lat['p50'] * 1e3:.1f} ms p99 {lat['p99'] * 1e3:.1f} ms  " if lat["p50"] else "",
+        f"actions {len(xapp.actions)}  " + (f"expert compute {compute:.0%}  " if compute is not None else ""),
+        f"up {time.time() - started:.0f}s  (Ctrl-C to stop)")
+    t = Table(expand=True)
+    for col in ("cell", "DL thp now", "DL +1 [90%]", f"DL +{host.horizon}", "PRB % now",
+                f"PRB +{host.horizon}", "active experts (gate weight)", "latest action"):
+        t.add_column(col, overflow="fold")
+    cells = sorted(host.table.cells())[:max_rows]
+    ffill = host.table.arrays[-2]
+    for cell in cells:
+        slot = host.table.slot(cell)
+        hit = host.latest(cell)
+        if slot is None or hit is None:
+            continue
+        _, point, lower, upper, gate = hit
+        now = ffill[slot]
+        dl_now = now[host.inputs.index("DRB.UEThpDl")] if "DRB.UEThpDl" in host.inputs else np.nan
+        prb_now = now[host.inputs.index("RRU.PrbUsedDl")] if "RRU.PrbUsedDl" in host.inputs else np.nan
+        experts = ""
+        if gate is not None:
+            active = host.active[slot]
+            experts = " ".join(f"{n}:{w:.2f}" for n, w, a in zip(host.expert_names, gate, active) if a)
+        act = last_action.get(cell)
+        t.add_row(cell, _fmt(dl_now), f"{_fmt(point[0, k_dl])} [{_fmt(lower[0, k_dl])}, {_fmt(upper[0, k_dl])}]",
+                  _fmt(point[-1, k_dl]), _fmt(prb_now), _fmt(point[-1, k_prb]) if k_prb is not None else "–",
+                  experts, f"{act['kind']}: {act['reason'][:60]}" if act else "")
+    return Group(header, t)
+
+
+async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, bundle: Path, live: bool) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from service.app import XApp
+    from service.config import Settings
+    from service.runtime import load_bundle
+    from service.sim.simulator import simulate
+
+    settings = Settings(bundles=[bundle], buffer="memory", http_port=http_port, grpc_port=grpc_port,
+                        decision_period_samples=30)
+    xapp = XApp(settings)
+    try:
+        await xapp.start()
+    except OSError as e:
+        print(f"ms3m demo: cannot listen ({e}); choose other ports with --http-port / --grpc-port", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim_stats: dict = {}
+    kpis = load_bundle(bundle).manifest.inputs
+    sim = asyncio.create_task(simulate(f"127.0.0.1:{xapp.grpc_port}", n_cells=cells, speedup=speedup, kpis=kpis,
+                                       stop=stop, on_progress=sim_stats.update, progress_interval_s=0.5,
+                                       cycle_steps=600))
+    started = time.time()
+    console = Console()
+    try:
+        if live:
+            with Live(render(xapp, sim_stats, started), console=console, refresh_per_second=2, screen=False) as lv:
+                while not stop.is_set() and not sim.done():
+                    await asyncio.sleep(0.5)
+                    lv.update(render(xapp, sim_stats, started))
+        else:
+            while not stop.is_set() and not sim.done():
+                await asyncio.sleep(2)
+                s = xapp.engine.stats()
+                console.print(f"forecasts {s['samples']:,}  cells {len(xapp.hosts[0].table)}  "
+                              f"actions {len(xapp.actions)}  ingest {sim_stats.get('rate_now', 0):,.0f}/s")
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sim, 10)
+        await xapp.stop()
+    if sim.done() and not sim.cancelled() and sim.exception() is not None:
+        print(f"ms3m demo: simulator failed: {sim.exception()}", file=sys.stderr)
+        return 1
+    console.print("demo stopped")
+    return 0
+
+
+def main(http_port: int = 8080, grpc_port: int = 50051, cells: int = 40, speedup: float = 5.0, steps: int = 300,
+         retrain: bool = False, live: bool | None = None) -> int:
+    bundle = ensure_bundle(steps, retrain)
+    live = sys.stdout.isatty() if live is None else live
+    return asyncio.run(run_demo(http_port, grpc_port, cells, speedup, bundle, live))

@@ -1,0 +1,27 @@
+"""The demo's live table renders cells, forecasts with intervals and active experts from a running xApp."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from service.demo import cache_dir, render
+from tests.service.helpers import indication, make_bundle, running_xapp
+from tests.service.test_xapp import publish, wait_for
+
+
+async def test_live_table_shows_cells_forecasts_and_experts(tmp_path, monkeypatch):
+    bundle = make_bundle(tmp_path, "ms3m")
+    async with running_xapp([bundle]) as xapp:
+        await publish(xapp.grpc_port, [indication(3, t, mid=t + 1) for t in range(10)])
+        await wait_for(lambda: xapp.engine.samples == 30)
+        out = io.StringIO()
+        Console(file=out, width=220).print(render(xapp, {"rate_now": 1234.0}, 0.0))
+        text = out.getvalue()
+    assert "MS³M xApp demo" in text and "ingest 1,234 samples/s" in text
+    for c in range(3):
+        assert f"cell-{c:03d}" in text
+    assert "s4d@1:" in text and "[" in text  # experts with gate weights, forecast with its interval
+    monkeypatch.setenv("MS3M_CACHE_DIR", str(tmp_path))
+    assert cache_dir() == tmp_path / "demo" / "v1"
