@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import ForecastHead, ModelConfig, State, StateField, StreamingModel, split_state
@@ -88,6 +89,14 @@ class SSMForecaster(StreamingModel):
             h = h + self.dropout(z)
             new_states.extend(s_out)
         return self.head(self.final_norm(h), x_t), tuple(new_states)
+
+
+def glu_linear(linear: nn.Linear, x: Tensor) -> Tensor:
+    """F.glu(linear(x)) as two half-width products on slices of the same weight: identical result and
+    parameters, but the exported graph has two GEMMs instead of one GEMM and a split (a full pass less)."""
+    h = linear.out_features // 2
+    w, b = linear.weight, linear.bias
+    return F.linear(x, w[:h], b[:h]) * torch.sigmoid(F.linear(x, w[h:], b[h:]))
 
 
 def causal_conv_step(conv_state: Tensor, u_t: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -201,7 +201,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench_service(args: argparse.Namespace) -> int:
-    from models.training.benchmarks import service
+    from service.bench import service
 
     result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
                          buffer=args.buffer, naive=not args.no_naive, progress=_bench_progress(args))
@@ -210,7 +210,7 @@ def _cmd_bench_service(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from models.training.benchmarks import runtime
+    from service.bench import runtime
 
     result = runtime.run(models=args.model or runtime.DEFAULT_MODELS, batches=args.batch, rounds=args.rounds,
                          min_seconds=args.min_seconds, progress=_bench_progress(args))

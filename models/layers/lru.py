@@ -37,7 +37,7 @@ from models.base import State, StateField, mark_ssm_param
 from models.complex import cexp, stack_pair
 from models.registry import register
 from models.scan import linear_scan
-from models.stack import SSMForecaster, StackConfig
+from models.stack import SSMForecaster, StackConfig, glu_linear
 
 NU_MIN = 1e-6  # floor of −log|λ|: |λ| ≤ exp(−1e-6) ≈ 1 − 1e-6, strictly < 1 in float32
 R_MAX_LIMIT = 0.9999  # largest init radius: a 10⁴-step time constant, beyond any KPI window
@@ -154,12 +154,12 @@ class LRULayer(nn.Module):
 
     def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
         y, s = self.lru(u, None if state is None else state[0], return_state)
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, ((s,) if return_state else None)
 
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
         y, s = self.lru.step(u_t, state[0])
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, (s,)
 
 

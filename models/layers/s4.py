@@ -63,7 +63,7 @@ from models.complex import cdiv, split_pair, stack_pair
 from models.hippo import nplr_legs
 from models.layers.s4d import fft_causal_conv
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig
+from models.stack import SSMForecaster, StackConfig, glu_linear
 
 
 def s4_legs_init(N2: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -297,14 +297,14 @@ class S4Layer(nn.Module):
         if self.bidirectional and (state is not None or return_state):
             self.state_spec()  # raises the explanatory error
         y, s = self.kernel(u, None if state is None else state[0], return_state)
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, ((s,) if return_state else None)
 
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
         if self.bidirectional:
             self.state_spec()  # raises the explanatory error
         y, s = self.kernel.step(u_t, state[0])
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, (s,)
 
 

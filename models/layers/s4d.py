@@ -32,7 +32,7 @@ from models.base import State, StateField, mark_ssm_param
 from models.complex import cdiv, cexp, cmul, split_pair
 from models.hippo import s4d_legs_init
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig
+from models.stack import SSMForecaster, StackConfig, glu_linear
 
 INITS = ("diag-lin", "diag-inv", "real", "legs")
 DISCRETIZATIONS = ("zoh", "bilinear")
@@ -216,14 +216,14 @@ class S4DLayer(nn.Module):
 
     def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
         y, s = self.kernel(u, None if state is None else state[0], return_state)
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, ((s,) if return_state else None)
 
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
         if self.bidirectional:
             self.state_spec()  # raises the explanatory error
         y, s = self.kernel.step(u_t, state[0])
-        y = F.glu(self.out(self.dropout(F.gelu(y))), dim=-1)
+        y = glu_linear(self.out, self.dropout(F.gelu(y)))
         return y, (s,)
 
 

@@ -84,11 +84,22 @@ def step_fn(model, runtime: str, threads: int | None, workdir: Path) -> Callable
             return out[0], tuple(out[1:])
         return run_ts
     if runtime == "onnxruntime":
-        from models.export import export_onnx
-        from service.runtime.backends import OnnxStepRuntime
+        import onnxruntime as ort
 
-        rt = OnnxStepRuntime(export_onnx(model, workdir / f"{model.name}.onnx"), threads=threads)
-        return rt.run
+        from models.export import export_onnx
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(str(export_onnx(model, workdir / f"{model.name}.onnx")), so,
+                                    providers=["CPUExecutionProvider"])
+        taken = {i.name for i in sess.get_inputs()}  # the exporter drops state inputs a graph never reads
+        names = [(i, f"state_{f.name}") for i, f in enumerate(model.state_spec()) if f"state_{f.name}" in taken]
+
+        def run_ort(x, state):
+            out = sess.run(None, {"x": x, **{n: state[i] for i, n in names}})
+            return out[0], out[1:]
+        return run_ort
     raise ValueError(f"unknown runtime {runtime!r}")
 
 
