@@ -197,7 +197,33 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--json", action="store_true", help="print one JSON document last")
     sv.add_argument("--quiet", action="store_true", help="no progress lines")
     sv.set_defaults(handler=_cmd_bench_service)
+    c = bsub.add_parser(
+        "controllability",
+        help="does the objective steer MS³M's compute, and does MS³M beat its own experts?",
+        description="Trains MS³M (objectives sampled per sequence) and each of its experts alone on the synthetic "
+        "multi-cell KPIs with regime changes, then serves the held-out cells through the real serving path "
+        "(expert-level ONNX stepper + ExpertRouter with warm-ups) once per objective: MSE, measured expert compute "
+        "per step and the active experts' relative cost; writes gate_weights.png (gate weights of one cell over "
+        "time with its regime changes) and results.json into --out.",
+    )
+    c.add_argument("--steps", type=int, default=600, help="training steps per model (same budget for all)")
+    c.add_argument("--cells", type=int, default=32, help="synthetic cells")
+    c.add_argument("--days", type=int, default=4, help="synthetic (compressed) days per cell")
+    c.add_argument("--seed", type=int, default=0, help="random seed")
+    c.add_argument("--out", default="reports/controllability", help="report folder")
+    c.add_argument("--json", action="store_true", help="print one JSON document last")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.set_defaults(handler=_cmd_bench_controllability)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
+
+
+def _cmd_bench_controllability(args: argparse.Namespace) -> int:
+    from service.bench import controllability
+
+    result = controllability.run(steps=args.steps, cells=args.cells, days=args.days, out=args.out, seed=args.seed,
+                                 progress=_bench_progress(args))
+    print_result(result, args.json)
+    return 0
 
 
 def _cmd_bench_service(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ class StepResult:
     logits: np.ndarray | None = None  # (N, E) MS³M gate logits (objective-conditioned preferences)
     expert_forecasts: np.ndarray | None = None  # (N, E, K) 1-step forecast of each expert (KPI units)
     expert_runs: np.ndarray | None = None  # (E,) cells each expert's graph ran for
+    expert_seconds: np.ndarray | None = None  # (E,) time spent in each expert's graph
 
 
 class ModelHost:
@@ -140,10 +141,10 @@ class ModelHost:
         x = values[:, self.input_cols]
         x = np.where(np.isnan(x), ffill, x)  # absent → last value seen for the cell
         xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)  # never seen → mean
-        gate = logits = expert_fc = runs = None
+        gate = logits = expert_fc = runs = secs = None
         if self.stepper is not None:
             y, new_states, details = self.stepper.run(xn, states, self.objective[slots], self.active[slots])
-            gate, logits, runs = details.gate, details.logits, details.expert_runs
+            gate, logits, runs, secs = details.gate, details.logits, details.expert_runs, details.expert_seconds
             with np.errstate(invalid="ignore", divide="ignore"):
                 y_e = details.contributions[:, :, 0, :] / gate[:, :, None]  # (N, E, K) 1-step, normalized
             expert_fc = np.where(gate[:, :, None] > 0, y_e * self.t_std + self.t_mean, np.nan)
@@ -161,7 +162,8 @@ class ModelHost:
             if gate is not None:
                 self.gate[slots] = gate
         self.dirty[slots] = True
-        return StepResult(slots, timestamp_ms, point, lower, upper, actual, outside, gate, logits, expert_fc, runs)
+        return StepResult(slots, timestamp_ms, point, lower, upper, actual, outside, gate, logits, expert_fc, runs,
+                          secs)
 
     # -- MS³M experts -------------------------------------------------------------------------------
     def warm(self, slots: np.ndarray, expert: int, windows: list[np.ndarray]) -> None:

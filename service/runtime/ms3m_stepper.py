@@ -9,6 +9,7 @@ table and one snapshot format serve both paths, and results equal `MS3M.step_det
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class StepDetails:
     contributions: np.ndarray  # (B, E, H, K)
     logits: np.ndarray  # (B, E) gate preferences before top-k and masking
     expert_runs: np.ndarray  # (E,) cells each expert's graph ran for in this step
+    expert_seconds: np.ndarray  # (E,) wall time spent in each expert's graph in this step
 
 
 class MS3MStepper:
@@ -85,6 +87,7 @@ class MS3MStepper:
         new_state: list[np.ndarray] = [state[0]]
         feats, phases = [], []
         runs = np.zeros(self.n_experts, np.int64)
+        seconds = np.zeros(self.n_experts)
         for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
             phase, acc, feat, *net = state[sl]
             act = active[:, e]
@@ -94,11 +97,13 @@ class MS3MStepper:
             run = np.flatnonzero(act & ready)
             feat_out, net_out = feat.copy(), [n.copy() for n in net]
             if run.size:
+                t0 = time.perf_counter()
                 f, new_net = rt.run(np.ascontiguousarray(acc_new[run] / s, dtype=np.float32), [n[run] for n in net])
                 feat_out[run] = f
                 for dst, src in zip(net_out, new_net):
                     dst[run] = src
                 runs[e] = run.size
+                seconds[e] = time.perf_counter() - t0
             reset = (act & ready)[:, None]
             acc_out = np.where(act[:, None], np.where(reset, 0, acc_new), acc).astype(np.float32)
             phase_out = np.where(act[:, None], np.where(reset, 0, phase_new), phase).astype(np.float32)
@@ -109,7 +114,7 @@ class MS3MStepper:
             "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
             "objective": objective.astype(np.float32), "active": active.astype(np.float32)})
         new_state[0] = ema
-        return y, new_state, StepDetails(w, contrib, logits, runs)
+        return y, new_state, StepDetails(w, contrib, logits, runs, seconds)
 
     def warm(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:
         """State of `expert` for B cells from their recent normalized inputs windows[i] (W_i, D), oldest
