@@ -214,7 +214,32 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON document last")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(handler=_cmd_bench_controllability)
+    tr = bsub.add_parser(
+        "train",
+        help="training throughput and peak memory vs sequence length, SSMs vs the Transformer",
+        description="For each model (default S4D, S5, LRU, Mamba, MS³M, Transformer at registry defaults) and "
+        "sequence length (default 256 1024 4096): AdamW steps on random data in a fresh process — samples (time "
+        "steps) per second and peak memory above the model's own, and both relative to the Transformer (which "
+        "attends over the whole sequence).",
+    )
+    tr.add_argument("--model", action="append", help="model (repeatable)")
+    tr.add_argument("--seq-len", type=int, nargs="+", default=[256, 1024, 4096], help="sequence lengths")
+    tr.add_argument("--batch", type=int, default=8, help="sequences per step")
+    tr.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
+    tr.add_argument("--threads", type=int, default=1, help="torch threads")
+    tr.add_argument("--json", action="store_true", help="print one JSON document last")
+    tr.add_argument("--quiet", action="store_true", help="no progress lines")
+    tr.set_defaults(handler=_cmd_bench_train)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from models.training.benchmarks import train
+
+    result = train.run(models=args.model or train.MODELS, lengths=args.seq_len, batch=args.batch, steps=args.steps,
+                       threads=args.threads, progress=_bench_progress(args))
+    print_result(result, args.json)
+    return 0
 
 
 def _cmd_bench_controllability(args: argparse.Namespace) -> int:
