@@ -118,6 +118,11 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document last")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
 def _bench_progress(args: argparse.Namespace):
     if getattr(args, "quiet", False):
         return None
@@ -160,8 +165,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     s.add_argument("--runtime", choices=["onnxruntime", "torchscript", "torch"], default="onnxruntime",
                    help="runtime of the timed step (default onnxruntime, what the xApp serves)")
-    s.add_argument("--json", action="store_true", help="print one JSON document last")
-    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    _output_args(s)
     s.set_defaults(handler=_cmd_bench_step)
     r = bsub.add_parser(
         "runtime",
@@ -175,8 +179,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024], help="batch sizes (cells)")
     r.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     r.add_argument("--min-seconds", type=float, default=0.2, help="minimum timing per measurement")
-    r.add_argument("--json", action="store_true", help="print one JSON document last")
-    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    _output_args(r)
     r.set_defaults(handler=_cmd_bench_runtime)
     sv = bsub.add_parser(
         "service",
@@ -194,8 +197,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--buffer", choices=["memory", "redis"], default="memory",
                     help="window buffer of the xApp (redis: MS3M_REDIS_HOST / DBAAS_SERVICE_HOST)")
     sv.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    sv.add_argument("--json", action="store_true", help="print one JSON document last")
-    sv.add_argument("--quiet", action="store_true", help="no progress lines")
+    _output_args(sv)
     sv.set_defaults(handler=_cmd_bench_service)
     c = bsub.add_parser(
         "controllability",
@@ -211,8 +213,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--days", type=int, default=4, help="synthetic (compressed) days per cell")
     c.add_argument("--seed", type=int, default=0, help="random seed")
     c.add_argument("--out", default="reports/controllability", help="report folder")
-    c.add_argument("--json", action="store_true", help="print one JSON document last")
-    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    _output_args(c)
     c.set_defaults(handler=_cmd_bench_controllability)
     tr = bsub.add_parser(
         "train",
@@ -227,8 +228,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--batch", type=int, default=8, help="sequences per step")
     tr.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     tr.add_argument("--threads", type=int, default=1, help="torch threads")
-    tr.add_argument("--json", action="store_true", help="print one JSON document last")
-    tr.add_argument("--quiet", action="store_true", help="no progress lines")
+    _output_args(tr)
     tr.set_defaults(handler=_cmd_bench_train)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import State, StateField
-from models.layers.s4d import DISCRETIZATIONS, INITS, S4DKernel
+from models.layers.s4d import S4DKernel, check_s4d_options
 from models.registry import register
 from models.stack import SSMForecaster, StackConfig
 
@@ -87,12 +87,7 @@ class GatedMLPConfig(StackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.disc not in DISCRETIZATIONS:
-            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
-        if self.d_state < 2 or self.d_state % 2:
-            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+        check_s4d_options(self.init, self.disc, self.d_state)
         for name in ("d_ff", "d_ssm"):
             value = getattr(self, name)
             if value is not None and value < 1:

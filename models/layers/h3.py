@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import State, StateField
-from models.layers.s4d import DISCRETIZATIONS, INITS, S4DKernel
+from models.layers.s4d import S4DKernel, check_s4d_options
 from models.registry import register
 from models.stack import SSMForecaster, StackConfig, causal_conv_step
 
@@ -163,12 +163,7 @@ class H3Config(StackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.disc not in DISCRETIZATIONS:
-            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
-        if self.d_state < 2 or self.d_state % 2:
-            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+        check_s4d_options(self.init, self.disc, self.d_state)
         if self.shift_size is not None and self.shift_size < 2:
             raise ValueError(f"shift_size must be ≥ 2 (or None for d_state), got {self.shift_size}")
         if self.d_head < 1 or self.d_model % self.d_head:

@@ -239,12 +239,17 @@ class S4DConfig(StackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.disc not in DISCRETIZATIONS:
-            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
-        if self.d_state < 2 or self.d_state % 2:
-            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+        check_s4d_options(self.init, self.disc, self.d_state)
+
+
+def check_s4d_options(init: str, disc: str, d_state: int) -> None:
+    """Validate the diagonal-SSM options (shared by every config that embeds an S4DKernel)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if disc not in DISCRETIZATIONS:
+        raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {disc!r}")
+    if d_state < 2 or d_state % 2:
+        raise ValueError(f"d_state must be even and ≥ 2, got {d_state}")
 
 
 @register("s4d")
