@@ -174,10 +174,13 @@ class ForecastHead(nn.Module):
 
     def forward(self, h: Tensor, x: Tensor) -> Tensor:
         """h (..., d_model) features, x (..., D_in) inputs at the same positions → (..., H, K)."""
-        y = self.proj(h).unflatten(-1, (self.horizon, self.n_targets))  # (..., H, K)
+        y = self.proj(h)  # (..., H·K), horizon-major
         if self.target_index is not None:
-            y = y + x[..., self.target_index].unsqueeze(-2)
-        return y
+            # tiled along the flat axis rather than broadcast over H: same sums, and onnxruntime
+            # broadcasts along a tiny inner axis several times slower
+            last = x[..., self.target_index]  # (..., K)
+            y = y + last.repeat(*([1] * (last.dim() - 1)), self.horizon)
+        return y.unflatten(-1, (self.horizon, self.n_targets))  # (..., H, K)
 
 
 def split_state(state: State, sizes: list[int]) -> list[State]:

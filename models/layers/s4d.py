@@ -151,26 +151,30 @@ class S4DKernel(nn.Module):
         return y.transpose(1, 2), new_state
 
     def step_coefficients(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """P, Q, R, Cc (2, N2, H) with  x' = x ⊙ P + swap(x) ⊙ Q + u ⊗ R  and  y = Σ x' ⊙ Cc + D u, where
-        swap exchanges the re/im planes, so x ⊙ P + swap(x) ⊙ Q is the complex product Ā·x. They depend
-        on parameters only and fold into constants when the step is exported."""
+        """P, Q, R (2·N2·H,) and Cm (2·N2·H, H) with  x' = x ⊙ P + flip(x) ⊙ Q + tile(u) ⊙ R  and
+        y = x' · Cm + D u on the flattened state, where flip exchanges the re/im planes (so
+        x ⊙ P + flip(x) ⊙ Q is the complex product Ā·x) and Cm holds 2·Re(C ·) as one block-diagonal
+        matrix. They depend on parameters only and fold into constants when the step is exported."""
         dA_re, dA_im, dB_re, dB_im = (a.T for a in self.discretize())  # (N2, H)
         c_re, c_im = (a.T for a in split_pair(self.C[0]))
-        P = torch.stack([dA_re, dA_re])
-        Q = torch.stack([-dA_im, dA_im])
-        R = torch.stack([dB_re, dB_im])
-        Cc = torch.stack([2 * c_re, -2 * c_im])
-        return P, Q, R, Cc
+        P = torch.stack([dA_re, dA_re]).reshape(-1)
+        Q = torch.stack([-dA_im, dA_im]).reshape(-1)
+        R = torch.stack([dB_re, dB_im]).reshape(-1)
+        Cc = torch.stack([2 * c_re, -2 * c_im]).reshape(-1, self.H)  # (2·N2, H)
+        Cm = (Cc[:, :, None] * torch.eye(self.H, dtype=Cc.dtype, device=Cc.device)).reshape(-1, self.H)
+        return P, Q, R, Cm
 
     def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """u_t (B, H), state (B, 2, N2, H) → y_t (B, H) (D skip included), new state. Real arithmetic;
-        every elementwise op runs along the contiguous H axis (see the module docstring)."""
+        """u_t (B, H), state (B, 2, N2, H) → y_t (B, H) (D skip included), new state. Real arithmetic
+        on the flattened state; the formulation (flip, tile, one small GEMM for the readout) is the
+        one onnxruntime runs fastest: no broadcasting along inner axes, no reduction over middle axes."""
         if self.C.shape[0] != 1:
             raise RuntimeError("a bidirectional S4D layer has no recurrent step (it is non-causal)")
-        P, Q, R, Cc = self.step_coefficients()
-        swapped = torch.cat([state[:, 1:], state[:, :1]], 1)  # (B, 2, N2, H): im, re
-        new = state * P + swapped * Q + u_t[:, None, None, :] * R
-        y = (new * Cc).sum((1, 2)) + self.D * u_t  # (B, H)
+        P, Q, R, Cm = self.step_coefficients()
+        n_rep = P.shape[0] // self.H
+        new = state * P.view(state.shape[1:]) + state.flip(1) * Q.view(state.shape[1:])  # (B, 2, N2, H)
+        new = new + (u_t.repeat(1, n_rep) * R).view_as(new)  # B̄ u_t on both planes
+        y = new.reshape(-1, P.shape[0]) @ Cm + self.D * u_t  # (B, H)
         return y, new
 
 
