@@ -265,14 +265,15 @@ class XApp:
         primary, res = self.hosts[0], step.results[0]
         if res is None:
             return
-        series = [k for k, ok in zip(step.series, step.ok[0]) if ok]
+        ok = step.ok[0]
+        series = list(step.series) if ok.all() else [k for k, o in zip(step.series, ok.tolist()) if o]
         acts: list[Action] = []
         if self.action_policy is not None:
             objective = OBJECTIVE_NAMES[np.argmax(primary.objective[res.slots, :4], 1)].tolist()
-            slices = [parse_series(k)[1] for k in series]
+            slices = [parse_series(k)[1] if "|" in k else None for k in series]  # plain cell ids: no slice
             acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
                                              res.upper, res.actual, res.outside, slices, objective,
-                                             [("enforce" if e else None) for e in primary.enforce[res.slots]])
+                                             [("enforce" if e else None) for e in primary.enforce[res.slots].tolist()])
             for a in acts:
                 self.metrics.actions.labels(a.kind, a.mode).inc()
         if (self.subscribers or acts) and self._loop is not None:

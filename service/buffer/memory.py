@@ -1,10 +1,10 @@
 """MemoryWindowBuffer: the embedded window buffer (no Redis), and the batch checks both buffers share.
 
-Each series has a ring of preallocated numpy arrays (timestamps, sequence numbers, values) that grows
-by doubling up to exactly `window_length` rows, so a series costs memory in proportion to what it holds.
-An appended batch is grouped by series once (a dict pass and one stable argsort); each series' rows are
-then written with at most two slice assignments. Nothing here blocks: the coroutines only satisfy the
-WindowBuffer protocol. Not durable: a restart starts empty.
+Every series owns one row (slot) of shared ring arrays (timestamps, sequence numbers, values) whose
+row capacity grows by doubling up to exactly `window_length`. An appended batch is grouped by series
+once (a dict pass and one stable argsort) and written with one fancy-index assignment per array, so the
+cost of a batch of 1,000 cells is a few numpy calls, not 1,000 Python ones. Nothing here blocks: the
+coroutines only satisfy the WindowBuffer protocol. Not durable: a restart starts empty.
 """
 
 from __future__ import annotations
@@ -136,80 +136,87 @@ def keep_newer(ts: np.ndarray, last_ts: int) -> np.ndarray:
     return ts > before
 
 
-class _Ring:
-    """The last ≤ W samples of one series in a ring that grows by doubling up to W rows."""
+class _Slab:
+    """The last ≤ W samples of every series, one row (slot) per series, in shared ring arrays.
 
-    __slots__ = ("count", "last", "seq", "start", "ts", "vals")
+    Slot r holds its samples at ring positions total[r] % C (C the row capacity), so a batch with any
+    number of series is written with one fancy-index assignment per array. C grows by doubling up to
+    W as windows fill and the slot count by doubling as series arrive.
+    """
 
-    def __init__(self, d: int, capacity: int):
-        self._allocate(d, capacity)
-        self.count = 0
-        self.last = 0  # newest timestamp; timestamps are ≥ 1
+    def __init__(self, d: int, window: int):
+        self.d, self.w = d, window
+        self.slot: dict[str, int] = {}
+        self._allocate(16, min(window, _MIN_CAPACITY))
 
-    def _allocate(self, d: int, capacity: int) -> None:
-        self.ts = np.zeros(capacity, np.int64)
-        self.seq = np.zeros(capacity, np.uint64)
-        self.vals = np.zeros((capacity, d), np.float32)
-        self.start = 0
+    def _allocate(self, slots: int, capacity: int) -> None:
+        self.ts = np.zeros((slots, capacity), np.int64)
+        self.seq = np.zeros((slots, capacity), np.uint64)
+        self.vals = np.zeros((slots, capacity, self.d), np.float32)
+        self.total = np.zeros(slots, np.int64)  # samples ever written per slot
+        self.last = np.zeros(slots, np.int64)  # newest timestamp; timestamps are ≥ 1
 
-    def last_row(self) -> int:
-        return (self.start + self.count - 1) % len(self.ts)
+    def _regrow(self, slots: int, capacity: int) -> None:
+        old = (self.ts, self.seq, self.vals, self.total, self.last)
+        n_old, c_old = self.ts.shape
+        self._allocate(slots, capacity)
+        self.total[:n_old], self.last[:n_old] = old[3], old[4]
+        kept = np.minimum(old[3], c_old)  # (n_old,) samples held per slot
+        k = np.arange(min(c_old, capacity))
+        rows = np.arange(n_old)[:, None]
+        age = kept[:, None] - 1 - k  # newest first: age 0 is the latest sample
+        valid = age >= 0
+        src = (old[3][:, None] - 1 - k) % c_old
+        dst = (old[3][:, None] - 1 - k) % capacity
+        r, sp, dp = np.broadcast_to(rows, src.shape)[valid], src[valid], dst[valid]
+        self.ts[r, dp], self.seq[r, dp], self.vals[r, dp] = old[0][r, sp], old[1][r, sp], old[2][r, sp]
 
-    def _resize(self, capacity: int) -> None:
-        ts, seq, vals = self._ordered(self.count)
-        self._allocate(vals.shape[1], capacity)
-        self.ts[: self.count], self.seq[: self.count], self.vals[: self.count] = ts, seq, vals
+    def slots_for(self, keys: list[str]) -> np.ndarray:
+        slot = self.slot
+        out = np.fromiter((slot.setdefault(k, len(slot)) for k in keys), np.int64, len(keys))
+        if len(slot) > len(self.total):
+            self._regrow(max(len(slot), 2 * len(self.total)), self.ts.shape[1])
+        return out
 
-    def write(self, ts: np.ndarray, seq: np.ndarray, vals: np.ndarray, w: int) -> None:
-        k = len(ts)
-        self.last = int(ts[-1])
-        if k >= w:
-            if len(self.ts) != w:
-                self._allocate(vals.shape[1], w)
-            self.ts[:], self.seq[:], self.vals[:] = ts[k - w:], seq[k - w:], vals[k - w:]
-            self.start, self.count = 0, w
-            return
-        cap = len(self.ts)
-        need = min(self.count + k, w)
+    def write(self, slots: np.ndarray, counts: np.ndarray, ts: np.ndarray, seq: np.ndarray,
+              vals: np.ndarray) -> None:
+        """Append counts[g] samples (grouped, arrival order) to slot slots[g]; only each slot's last W stay."""
+        cap = self.ts.shape[1]
+        need = int(min(self.w, (np.minimum(self.total[slots], cap) + counts).max()))
         if need > cap:
-            self._resize(min(w, max(need, 2 * cap)))
-            cap = len(self.ts)
-        end = (self.start + self.count) % cap
-        first = min(k, cap - end)
-        self.ts[end:end + first], self.seq[end:end + first], self.vals[end:end + first] = (
-            ts[:first], seq[:first], vals[:first])
-        if first < k:
-            rest = k - first
-            self.ts[:rest], self.seq[:rest], self.vals[:rest] = ts[first:], seq[first:], vals[first:]
-        total = self.count + k
-        if total > cap:
-            self.start = (self.start + total - cap) % cap
-            self.count = cap
-        else:
-            self.count = total
+            self._regrow(len(self.total), min(self.w, max(need, 2 * cap)))
+            cap = self.ts.shape[1]
+        if len(ts) == len(slots) and (counts == 1).all():  # one sample per series: the streaming case
+            pos = self.total[slots] % cap
+            self.ts[slots, pos], self.seq[slots, pos], self.vals[slots, pos] = ts, seq, vals
+            self.total[slots] += 1
+            self.last[slots] = ts
+            return
+        ends = np.cumsum(counts)
+        rank = np.arange(len(ts)) - np.repeat(ends - counts, counts)
+        row = np.repeat(slots, counts)
+        keep = rank >= np.repeat(counts, counts) - cap  # older ones would be overwritten in this batch
+        pos = (np.repeat(self.total[slots], counts) + rank) % cap
+        row, pos = row[keep], pos[keep]
+        self.ts[row, pos], self.seq[row, pos], self.vals[row, pos] = ts[keep], seq[keep], vals[keep]
+        self.total[slots] += counts
+        some = counts > 0
+        self.last[slots[some]] = ts[ends[some] - 1]
 
-    def _ordered(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Copies of the last n rows, oldest first."""
-        cap = len(self.ts)
-        lo = (self.start + self.count - n) % cap
-        if lo + n <= cap:
-            sl = slice(lo, lo + n)
-            return self.ts[sl].copy(), self.seq[sl].copy(), self.vals[sl].copy()
-        tail = n - (cap - lo)
-        return (np.concatenate((self.ts[lo:], self.ts[:tail])), np.concatenate((self.seq[lo:], self.seq[:tail])),
-                np.concatenate((self.vals[lo:], self.vals[:tail])))
+    def ordered(self, slot: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last n (≤ held) samples of a slot, oldest first (copies)."""
+        cap, total = self.ts.shape[1], int(self.total[slot])
+        n = min(n, total, cap, self.w)
+        pos = (total - n + np.arange(n)) % cap
+        return self.ts[slot, pos], self.seq[slot, pos], self.vals[slot, pos]
 
-    def samples(self, n: int) -> Samples:
-        return Samples(*self._ordered(min(n, self.count)))
-
-    def since(self, after_ms: int) -> Samples:
-        ts, seq, vals = self._ordered(self.count)
-        i = int(np.searchsorted(ts, after_ms, side="right"))
-        return Samples(ts[i:], seq[i:], vals[i:])
+    def held(self, slot: int) -> int:
+        return int(min(self.total[slot], self.ts.shape[1]))
 
 
 class MemoryWindowBuffer:
-    """Embedded WindowBuffer: per-series numpy rings with exact trimming, snapshots in a dict.
+    """Embedded WindowBuffer: every series' ring in shared numpy arrays (`_Slab`), exact trimming,
+    snapshots in a dict.
 
     Samples not newer than a series' newest stored sample (replays, duplicates) are skipped and counted
     in `duplicates_skipped`; the rest of the batch is stored.
@@ -219,73 +226,65 @@ class MemoryWindowBuffer:
         self.kpis = check_kpis(kpis, window_length)
         self.window_length = int(window_length)
         self.duplicates_skipped = 0
-        self._rings: dict[str, _Ring] = {}
+        self._slab = _Slab(len(self.kpis), self.window_length)
         self._snapshots: dict[str, dict[str, tuple[int, bytes]]] = {}
 
     async def append(self, batch: SampleBatch) -> None:
         """Append every sample newer than its series' newest; windows keep exactly the last W."""
-        g = group_batch(batch, len(self.kpis), known=self._rings)
+        slab = self._slab
+        g = group_batch(batch, len(self.kpis), known=slab.slot)
         if not g.keys:
             return
-        d, w, rings = len(self.kpis), self.window_length, self._rings
-        b = g.bounds.tolist()
-        batch_rings = []
-        for i, key in enumerate(g.keys):
-            ring = rings.get(key)
-            if ring is None:
-                ring = rings[key] = _Ring(d, min(w, max(_MIN_CAPACITY, b[i + 1] - b[i])))
-            batch_rings.append(ring)
+        slots = slab.slots_for(g.keys)
+        counts = np.diff(g.bounds)
         ts, seq, vals = g.timestamp_ms, g.sequence, g.values
         # Vectorized order check: every sample must be newer than the one before it in its series.
         starts = g.bounds[:-1]
         newer = np.empty(len(ts), bool)
         newer[1:] = ts[1:] > ts[:-1]
-        newer[starts] = ts[starts] > np.fromiter((r.last for r in batch_rings), np.int64, len(batch_rings))
-        if newer.all():
-            for i, ring in enumerate(batch_rings):
-                lo, hi = b[i], b[i + 1]
-                ring.write(ts[lo:hi], seq[lo:hi], vals[lo:hi], w)
-            return
-        stale = set(np.repeat(np.arange(len(batch_rings)), np.diff(g.bounds))[~newer].tolist())
-        for i, ring in enumerate(batch_rings):
-            lo, hi = b[i], b[i + 1]
-            if i not in stale:
-                ring.write(ts[lo:hi], seq[lo:hi], vals[lo:hi], w)
-                continue
-            keep = keep_newer(ts[lo:hi], ring.last)
+        newer[starts] = ts[starts] > slab.last[slots]
+        if not newer.all():
+            group = np.repeat(np.arange(len(slots)), counts)
+            keep = np.ones(len(ts), bool)
+            for i in np.unique(group[~newer]).tolist():
+                lo, hi = int(g.bounds[i]), int(g.bounds[i + 1])
+                keep[lo:hi] = keep_newer(ts[lo:hi], int(slab.last[slots[i]]))
             self.duplicates_skipped += int((~keep).sum())
-            if keep.any():
-                ring.write(ts[lo:hi][keep], seq[lo:hi][keep], vals[lo:hi][keep], w)
+            ts, seq, vals = ts[keep], seq[keep], vals[keep]
+            counts = np.bincount(group[keep], minlength=len(slots))
+        slab.write(slots, counts, ts, seq, vals)
 
     async def window(self, series: str, n: int | None = None) -> Samples:
         """The last n (default all kept) samples of a series, oldest first; empty if unknown."""
         n = check_count(n, self.window_length)
-        ring = self._rings.get(series)
-        if ring is None or n == 0:
+        slot = self._slab.slot.get(series)
+        if slot is None or n == 0:
             return Samples.empty(len(self.kpis))
-        return ring.samples(n)
+        return Samples(*self._slab.ordered(slot, n))
 
     async def since(self, series: str, after_ms: int) -> Samples:
         """The kept samples of a series with timestamp > after_ms, oldest first."""
         check_int("after_ms", after_ms)
-        ring = self._rings.get(series)
-        if ring is None:
+        slot = self._slab.slot.get(series)
+        if slot is None:
             return Samples.empty(len(self.kpis))
-        return ring.since(int(min(max(after_ms, -1), _INT64_MAX)))
+        ts, seq, vals = self._slab.ordered(slot, self.window_length)
+        i = int(np.searchsorted(ts, int(min(max(after_ms, -1), _INT64_MAX)), side="right"))
+        return Samples(ts[i:], seq[i:], vals[i:])
 
     async def last(self, series_list: list[str]) -> dict[str, tuple[int, int]]:
         """(timestamp_ms, sequence) of the newest sample of each known series among series_list."""
-        out = {}
+        slab, out = self._slab, {}
         for key in series_list:
-            ring = self._rings.get(key)
-            if ring is not None and ring.count:
-                row = ring.last_row()
-                out[key] = (int(ring.ts[row]), int(ring.seq[row]))
+            slot = slab.slot.get(key)
+            if slot is not None and slab.held(slot):
+                ts, seq, _ = slab.ordered(slot, 1)
+                out[key] = (int(ts[0]), int(seq[0]))
         return out
 
     async def series(self) -> list[str]:
         """Every series with a window, sorted."""
-        return sorted(self._rings)
+        return sorted(k for k, slot in self._slab.slot.items() if self._slab.held(slot))
 
     async def save_snapshots(self, model: str, records: dict[str, tuple[int, bytes]]) -> None:
         """Store (replace) the given series' snapshots of `model`; others of the model are kept."""

@@ -26,7 +26,7 @@ from service.engine.host import ModelHost, StepResult
 from service.metrics import Metrics
 
 log = logging.getLogger("ms3m.engine")
-LATENCY_SAMPLES_PER_STEP = 256  # ingest-to-forecast latency is observed for an even subset of each step
+LATENCY_SAMPLES_PER_STEP = 64  # ingest-to-forecast latency is observed for an even subset of each step
 LATENCY_RING = 65_536  # recent latencies kept for exact quantiles (stats())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -103,15 +104,19 @@ class IngestValidator:
                     f"unknown measurement name(s) {unknown[:8]}; this xApp's models use {self.kpis}", n)
             return empty, rej
 
+        # The hot loop touches each report once and keeps plain Python lists (numpy scalar access
+        # costs more than the checks); a cell id already accepted skips the regex.
+        last_ts, last_seq = self.last_ts, self.last_seq
+        match = CELL_ID.match
         keys: list[str] = []
-        ts = np.empty(n, np.int64)
-        seq = np.empty(n, np.uint64)
+        ts_l: list[int] = []
+        seq_l: list[int] = []
         rows: list = []
         keep: list[int] = []
         absent_rows: list[tuple[int, list[int]]] = []
         for i, r in enumerate(reports):
             cell = r.cell_id
-            if not CELL_ID.match(cell):
+            if cell not in last_ts and not match(cell):
                 rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"cell_id {cell[:70]!r} is not 1–64 of [A-Za-z0-9_.:-]")
                 continue
             vals = r.values
@@ -132,47 +137,44 @@ class IngestValidator:
                 sst = r.slice.sst if r.HasField("slice") else None
                 sd = r.slice.sd if r.HasField("slice") and r.slice.HasField("sd") else None
                 ue = r.ue_id if r.HasField("ue_id") else None
-                if ue is not None and not CELL_ID.match(ue):
+                if ue is not None and not match(ue):
                     rej.add(mid, i, R.REJECT_REASON_MALFORMED, "ue_id is not 1–64 of [A-Za-z0-9_.:-]")
                     continue
                 keys.append(series_key(cell, ue, sst, sd))
             else:
                 keys.append(cell)
-            ts[len(keep)] = t
-            seq[len(keep)] = r.sequence
+            ts_l.append(t)
+            seq_l.append(r.sequence)
             rows.append(vals)
             keep.append(i)
         k = len(keep)
         if k == 0:
             return empty, rej
-        values = np.array(rows, dtype=np.float64)  # (k, M)
+        # fromiter over the chained containers: ~3× faster than np.array(list of repeated fields)
+        values = np.fromiter(chain.from_iterable(rows), np.float64, k * M).reshape(k, M)  # (k, M)
+        for row, ab in absent_rows:
+            values[row, ab] = 0.0  # checked as finite; NaN (= absent) after the check
+        ok = [True] * k
+        if not np.isfinite(values).all():
+            for row in np.flatnonzero(~np.isfinite(values).all(1)).tolist():
+                rej.add(mid, keep[row], R.REJECT_REASON_NON_FINITE, "NaN or ±Inf in a present value")
+                ok[row] = False
         for row, ab in absent_rows:
             values[row, ab] = np.nan
-        finite = np.isfinite(values) | np.isnan(values)  # NaN here only from `absent`
-        nan_present = np.isnan(values)
-        for row, ab in absent_rows:
-            nan_present[row, ab] = False
-        bad = ~finite.all(1) | nan_present.any(1)
-        ts, seq = ts[:k], seq[:k]
-        ok = np.ones(k, bool)
-        for row in np.flatnonzero(bad):
-            rej.add(mid, keep[row], R.REJECT_REASON_NON_FINITE, "NaN or ±Inf in a present value")
-            ok[row] = False
         # order and duplicates, against the series' state and earlier reports of this message
-        last_ts, last_seq = self.last_ts, self.last_seq
         seen_ts: dict[str, int] = {}
         seen_seq: dict[str, int] = {}
         for row in range(k):
             if not ok[row]:
                 continue
             key = keys[row]
-            s = int(seq[row])
+            s = seq_l[row]
             prev_s = seen_seq.get(key, last_seq.get(key))
             if prev_s is not None and s <= prev_s:
                 rej.add(mid, keep[row], R.REJECT_REASON_DUPLICATE, f"sequence {s} already received for {key}")
                 ok[row] = False
                 continue
-            t = int(ts[row])
+            t = ts_l[row]
             prev_t = seen_ts.get(key, last_ts.get(key))
             if prev_t is not None and t <= prev_t:
                 rej.add(mid, keep[row], R.REJECT_REASON_OUT_OF_ORDER,
@@ -181,17 +183,19 @@ class IngestValidator:
                 continue
             seen_ts[key] = t
             seen_seq[key] = s
+        ts = np.array(ts_l, np.int64)
+        seq = np.array(seq_l, np.uint64)
+        out = np.full((k, len(self.kpis)), np.nan, np.float32)
+        out[:, cols] = values[:, pos]
+        if all(ok):
+            return SampleBatch(keys, ts, seq, out), rej
         idx = np.flatnonzero(ok)
-        out = np.full((len(idx), len(self.kpis)), np.nan, np.float32)
-        out[:, cols] = values[idx][:, pos]
-        return SampleBatch([keys[i] for i in idx], ts[idx], seq[idx], out), rej
+        return SampleBatch([keys[i] for i in idx.tolist()], ts[idx], seq[idx], out[idx]), rej
 
     def commit(self, batch: SampleBatch) -> None:
         """Record accepted samples as the series' newest (call once they are durable)."""
-        last_ts, last_seq = self.last_ts, self.last_seq
-        for key, t, s in zip(batch.series, batch.timestamp_ms.tolist(), batch.sequence.tolist()):
-            last_ts[key] = t
-            last_seq[key] = s
+        self.last_ts.update(zip(batch.series, batch.timestamp_ms.tolist()))
+        self.last_seq.update(zip(batch.series, batch.sequence.tolist()))
 
     def forget(self, series: list[str]) -> None:
         for key in series:

@@ -235,23 +235,31 @@ async def test_malformed_batches_raise_clear_errors(make_buffer):
         MemoryWindowBuffer(["a"], 0)
 
 
-async def test_memory_ring_matches_a_plain_reference():
-    """Random batch sizes (1 … 3W per series) exercise growth, wrap-around and whole-window overwrite."""
-    buf, ref = MemoryWindowBuffer(KPIS, W), {}
+@pytest.mark.parametrize("w, n_series", [(W, 5), (100, 40)])
+async def test_memory_ring_matches_a_plain_reference(w, n_series):
+    """Random batch sizes (1 … 3W per series) exercise growth (rows and slots), wrap-around and whole-window
+    overwrite."""
+    buf, ref = MemoryWindowBuffer(KPIS, w), {}
     rng = np.random.default_rng(7)
     t = 0
     for _ in range(200):
-        n = int(rng.integers(1, 3 * W))
-        series = [f"s{i}" for i in rng.integers(0, 5, n)]
+        n = int(rng.integers(1, 3 * w))
+        series = [f"s{i}" for i in rng.integers(0, n_series, n)]
         t += n
         ts = np.arange(t - n, t) + 1
         b = batch(series, ts, np.arange(n) + t, rng.standard_normal((n, D)))
         await buf.append(b)
         for i, s in enumerate(series):
             ref.setdefault(s, []).append(i + t - n)
+    for _ in range(w + 3):  # then the streaming case: one sample per series per batch
+        series = sorted(ref)
+        n, t = len(series), t + len(series)
+        await buf.append(batch(series, np.arange(t - n, t) + 1, np.arange(n) + t))
+        for i, s in enumerate(series):
+            ref[s].append(i + t - n)
     for s, rows in ref.items():
-        w = await buf.window(s)
-        np.testing.assert_array_equal(w.timestamp_ms, np.array(rows[-W:]) + 1)
+        win = await buf.window(s)
+        np.testing.assert_array_equal(win.timestamp_ms, np.array(rows[-w:]) + 1)
         np.testing.assert_array_equal((await buf.since(s, rows[-3] + 1)).timestamp_ms, np.array(rows[-2:]) + 1)
 
 
