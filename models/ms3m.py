@@ -47,11 +47,11 @@ EMA_RATES = (0.5, 0.1, 0.02)  # gate context: exponential moving averages of the
 # (decay_time_samples ≲ 1500 base samples) so that a newly activated expert can be warmed from the
 # cell's window in the buffer.
 DEFAULT_EXPERTS: list[dict[str, Any]] = [
-    {"kind": "s4d", "scale": 1, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.01}},
+    {"kind": "s4d", "scale": 1, "d_model": 32, "n_layers": 2, "options": {"d_state": 8, "dt_min": 0.01}},
     {"kind": "mamba", "scale": 1, "d_model": 32, "n_layers": 2, "options": {"d_state": 8, "dt_min": 0.01}},
-    {"kind": "s4d", "scale": 4, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.02}},
+    {"kind": "s4d", "scale": 4, "d_model": 32, "n_layers": 2, "options": {"d_state": 8, "dt_min": 0.02}},
     {"kind": "lru", "scale": 4, "d_model": 32, "n_layers": 2, "options": {"d_state": 32, "r_max": 0.98}},
-    {"kind": "s4d", "scale": 16, "d_model": 32, "n_layers": 2, "options": {"d_state": 16, "dt_min": 0.05}},
+    {"kind": "s4d", "scale": 16, "d_model": 32, "n_layers": 2, "options": {"d_state": 8, "dt_min": 0.05}},
     {"kind": "lru", "scale": 16, "d_model": 32, "n_layers": 2, "options": {"d_state": 32, "r_max": 0.95}},
 ]
 
