@@ -208,6 +208,8 @@ class Trainer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt = {
+            "model_name": self.config.model,
+            "model_config": json.dumps(self.model.config.to_dict(), sort_keys=True, default=_json_default),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
@@ -228,6 +230,12 @@ class Trainer:
         if not path.exists():
             return False
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        mine = json.dumps(self.model.config.to_dict(), sort_keys=True, default=_json_default)
+        theirs = ckpt.get("model_config", mine)
+        if ckpt.get("model_name", self.config.model) != self.config.model or theirs != mine:
+            raise ValueError(
+                f"{path} was written for another model ({ckpt.get('model_name')} {theirs}), not "
+                f"{self.config.model} {mine}; pass --no-resume to start over, or choose another --out")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.best_val = int(ckpt["step"]), float(ckpt["best_val"])

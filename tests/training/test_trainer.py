@@ -61,6 +61,14 @@ def test_checkpoint_loads_without_pickle_and_resume_is_exact(tmp_path: Path):
     assert set(a) == set(b)
 
 
+def test_resume_with_another_model_config_fails_clearly(tmp_path: Path):
+    Trainer(config(max_steps=10), tmp_path / "run", progress=False).fit()
+    other = Trainer(config(max_steps=10, model_config={**TINY, "d_state": 8}), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="--no-resume"):
+        other.load_checkpoint()
+    assert other.fit(resume=False)["steps"] == 10
+
+
 def test_stateful_lanes_carry_state_between_windows(tmp_path: Path):
     t = Trainer(config(), tmp_path / "run", progress=False)
     assert t.stateful
