@@ -107,8 +107,10 @@ class StreamingModel(nn.Module):
 
     # -- provided -----------------------------------------------------------------------------
     def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Tensor], State]:
-        """Forecasts for a training batch from `state` (zero if None), auxiliary losses to add (MS³M: load
-        balancing and the objective-weighted compute cost), and the final state (for truncated BPTT)."""
+        """Forecasts for a training batch from `state` (zero if None), auxiliary terms and the final state (for
+        truncated BPTT). An auxiliary term is a scalar tensor to add (MS³M: load balancing, the objective-weighted
+        compute cost) or a pair (weight, member forecasts (B, L, E, H, K)) whose error against the target is
+        added with that weight (MS³M: each expert's own forecast); see training.trainer.training_loss."""
         y, new_state = self.forward_with_state(x, state)
         return y, {}, new_state
 

@@ -90,6 +90,15 @@ class MS3MConfig(ModelConfig):
     d_gate: int = 32
     min_weight: float = 0.0  # gate weights below this are dropped (and renormalized) at inference
     lb_weight: float = 0.01  # load-balancing loss weight
+    # deep supervision: every expert's own forecast is fitted too, each with this weight, so each expert
+    # forecasts as well as if trained alone, the mixture is an ensemble of good forecasters, and the cheap
+    # subsets that low budgets / the energy objective leave active stay accurate
+    member_weight: float = 1.0
+    # False: the mixture's loss trains the gate only (expert forecasts enter it detached), so each expert
+    # learns exactly as if trained alone and the gate learns to weigh them (stacking); True: end to end
+    mixture_trains_experts: bool = False
+    gate_lr_scale: float = 5.0  # the gate's learning rate relative to the experts' (it has far fewer steps' worth
+    # of signal: one weight vector per position, learned while the experts are still moving)
     cost_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_COST_WEIGHTS))
     costs: list[float] | None = None  # per-expert cost per base sample (µs, measured); None = estimate
 
@@ -108,6 +117,8 @@ class MS3MConfig(ModelConfig):
                 raise ValueError(f"experts[{i}].scale must be ≥ 1")
         if self.costs is not None and len(self.costs) != len(self.experts):
             raise ValueError(f"costs has {len(self.costs)} entries for {len(self.experts)} experts")
+        if not self.mixture_trains_experts and self.member_weight <= 0:
+            raise ValueError("member_weight must be > 0 unless mixture_trains_experts (the experts need a loss)")
         if set(self.cost_weights) != set(OBJECTIVES):
             raise ValueError(f"cost_weights must have exactly the keys {OBJECTIVES}")
 
@@ -306,6 +317,13 @@ class MS3M(StreamingModel):
                          active: Tensor | None = None) -> MS3MOutput:
         """x (B, L, D) → MS3MOutput with per-position gate weights and contributions and the final state.
         objective (B, 5) (default balanced, budget 1); active (B, E) bool (default all)."""
+        y_e, w, logits, new_state = self._parallel(x, state, objective, active)
+        contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e  # (B, L, E, H, K)
+        return MS3MOutput(contrib.sum(2), w, logits, contrib, new_state)
+
+    def _parallel(self, x: Tensor, state: State | None, objective: Tensor | None,
+                  active: Tensor | None) -> tuple[Tensor, Tensor, Tensor, State]:
+        """Every expert's own forecast y_e (B, L, E, H, K), gate weights and logits (B, L, E), final state."""
         B, L, _ = x.shape
         if state is None:
             state = self.init_state(B, x.device, x.dtype)
@@ -330,8 +348,7 @@ class MS3M(StreamingModel):
         act = None if active is None else active.unsqueeze(1).expand(B, L, self.n_experts)
         w, logits = self._gate(x, ema, obj, act)  # (B, L, E)
         y_e = self._heads(feats, x, phases)  # (B, L, E, H, K)
-        contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e
-        return MS3MOutput(contrib.sum(2), w, logits, contrib, tuple(new_states))
+        return y_e, w, logits, tuple(new_states)
 
     def _ema_parallel(self, x: Tensor, ema0: Tensor) -> Tensor:
         """ema_t = (1 − α) ema_{t−1} + α x_t for each rate: (B, L, R, D)."""
@@ -389,12 +406,29 @@ class MS3M(StreamingModel):
         return out.y, out.state
 
     # -- training --------------------------------------------------------------------------------
-    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Tensor], State]:
-        """One objective per sequence (uniform objective, budget from a grid), auxiliary losses added."""
+    def param_groups(self, lr: float, weight_decay: float, ssm_lr: float = 1e-3) -> list[dict[str, Any]]:
+        """The zoo's groups for the experts and heads, plus the gate's own group at gate_lr_scale × lr."""
+        gate = {id(p) for p in self.gate.parameters()}
+        groups = super().param_groups(lr, weight_decay, ssm_lr)
+        for g in groups:
+            g["params"] = [p for p in g["params"] if id(p) not in gate]
+        groups.append({"params": list(self.gate.parameters()), "weight_decay": 0.0,
+                       "lr": lr * self.config.gate_lr_scale, "group": "gate"})
+        return [g for g in groups if g["params"]]
+
+    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Any], State]:
+        """One objective per sequence (uniform objective, budget from a grid); auxiliary terms: load balancing,
+        the objective-weighted compute cost and (member_weight > 0) every expert's own forecast."""
         objective = sample_objectives(x.shape[0]).to(dtype=x.dtype, device=x.device)
-        out = self.forward_detailed(x, state, objective=objective)
+        y_e, w, logits, new_state = self._parallel(x, state, objective, None)
+        mixed = y_e if self.config.mixture_trains_experts else y_e.detach()
+        contrib = w.unsqueeze(-1).unsqueeze(-1) * mixed
+        out = MS3MOutput(contrib.sum(2), w, logits, contrib, new_state)
         aux = self.aux_losses(out, objective)
-        return out.y, {"load_balance": aux["load_balance"], "cost": aux["cost"]}, out.state
+        terms: dict[str, Any] = {"load_balance": aux["load_balance"], "cost": aux["cost"]}
+        if self.config.member_weight > 0:
+            terms["experts"] = (self.config.member_weight, y_e)  # each expert's own forecast, fitted too
+        return out.y, terms, out.state
 
     def aux_losses(self, out: MS3MOutput, objective: Tensor) -> dict[str, Tensor]:
         """Load-balancing loss (Switch-style, over top-k selections) and the expected compute cost

@@ -135,6 +135,21 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def training_loss(pred: torch.Tensor, aux: dict[str, Any], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE of the forecasts plus the model's auxiliary terms (see StreamingModel.training_forward): a
+    tensor is added as it is; a pair (weight, members (B, L, E, H, K)) adds weight × Σ_e the masked MSE of
+    member e's own forecast (deep supervision, e.g. MS³M's experts: each learns as if trained alone)."""
+    loss = masked_mse(pred, target, mask)
+    for value in aux.values():
+        if isinstance(value, tuple):
+            weight, members = value
+            per_member = masked_mse(members, target.unsqueeze(2), mask.unsqueeze(2).expand_as(members))
+            loss = loss + weight * members.shape[2] * per_member
+        else:
+            loss = loss + value
+    return loss
+
+
 @dataclass
 class PreparedData:
     """Normalized splits and what the model needs to know about them."""
@@ -295,7 +310,7 @@ class Trainer:
         pred, aux, new_state = self.net(x, state)
         if cont is not None:
             self.lane_state = tuple(s.detach() for s in new_state)
-        loss = masked_mse(pred, y, m) + sum(aux.values(), torch.zeros(()))
+        loss = training_loss(pred, aux, y, m)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:

@@ -92,29 +92,32 @@ def serve_stream(bundle: Path, X: np.ndarray, objective: str | None, budget: flo
     return out
 
 
-def plot_gates(path: Path, gates: np.ndarray, names: list[str], kpi: np.ndarray, regimes: np.ndarray | None,
-               title: str) -> None:
+def plot_gates(path: Path, gates: dict[str, np.ndarray], names: list[str], kpi: np.ndarray,
+               regimes: np.ndarray | None, title: str) -> None:
+    """The KPI, then one stacked gate-weight panel per objective ({objective: (T, E)}), regime changes in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    T = gates.shape[0]
-    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
-    ax0.plot(np.arange(T), kpi, "k", lw=0.7)
-    ax0.set_ylabel("DL throughput (kbit/s)")
-    ax1.stackplot(np.arange(T), np.nan_to_num(gates.T), labels=names, alpha=0.85)
-    ax1.set_ylabel("gate weight")
-    ax1.set_xlabel("sample")
-    ax1.set_ylim(0, 1)
+    T = len(kpi)
+    fig, axes = plt.subplots(1 + len(gates), 1, figsize=(11, 2.2 + 1.9 * len(gates)), sharex=True,
+                             gridspec_kw={"height_ratios": [1] + [1.1] * len(gates)})
+    axes[0].plot(np.arange(T), kpi, "k", lw=0.7)
+    axes[0].set_ylabel("DL throughput\n(kbit/s)")
+    for ax, (objective, g) in zip(axes[1:], gates.items()):
+        ax.stackplot(np.arange(T), np.nan_to_num(g.T), labels=names, alpha=0.85)
+        ax.set_ylabel(f"gate weight\n{objective}")
+        ax.set_ylim(0, 1)
+    axes[-1].set_xlabel("sample")
     if regimes is not None:
         for t in np.flatnonzero(np.diff(regimes) != 0) + 1:
-            for ax in (ax0, ax1):
+            for ax in axes:
                 ax.axvline(t, color="r", ls="--", lw=0.8)
-    ax1.legend(loc="upper right", fontsize=7, ncol=3)
-    ax0.set_title(title, fontsize=10)
+    axes[1].legend(loc="upper right", fontsize=7, ncol=3)
+    axes[0].set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -173,9 +176,9 @@ def run(steps: int = 600, cells: int = 32, days: int = 4, out: str | Path = "rep
     cell = int(np.argmax([len(np.unique(s.labels.get("regime", [0]))) for s in test.series]))
     regimes = test.series[cell].labels.get("regime")
     m_names = [f"{e['kind']}@{e['scale']}" for e in DEFAULT_EXPERTS]
-    plot_gates(out / "gate_weights.png", acc["gates"][cell], m_names, X[cell, :, kpis.index("DRB.UEThpDl")],
-               regimes[:T] if regimes is not None else None,
-               f"MS³M gate weights, test series {test.series[cell].name} (accuracy objective); red: regime changes")
+    plot_gates(out / "gate_weights.png", {o: served[o]["gates"][cell] for o in ("accuracy", "balanced", "energy")},
+               m_names, X[cell, :, kpis.index("DRB.UEThpDl")], regimes[:T] if regimes is not None else None,
+               f"MS³M gate weights per objective, test series {test.series[cell].name}; red: regime changes")
     result = {"benchmark": "controllability", "columns": ["model", "objective", "mse", "expert_us_per_cell_step",
                                                           "relative_cost"],
               "rows": rows, "summary": summary,

@@ -28,6 +28,7 @@ def measure(name: str, length: int, batch: int, steps: int, threads: int) -> dic
     import torch
 
     from models.registry import create_model, model_class
+    from models.training.trainer import training_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -41,7 +42,7 @@ def measure(name: str, length: int, batch: int, steps: int, threads: int) -> dic
 
     def step():
         pred, aux, _ = model.training_forward(x)
-        loss = torch.nn.functional.mse_loss(pred, y) + sum(aux.values(), torch.zeros(()))
+        loss = training_loss(pred, aux, y, torch.ones_like(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
