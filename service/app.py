@@ -270,7 +270,7 @@ class XApp:
         acts: list[Action] = []
         if self.action_policy is not None:
             objective = OBJECTIVE_NAMES[np.argmax(primary.objective[res.slots, :4], 1)].tolist()
-            slices = [parse_series(k)[1] if "|" in k else None for k in series]  # plain cell ids: no slice
+            slices = [parse_series(k)[1] for k in series]
             acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
                                              res.upper, res.actual, res.outside, slices, objective,
                                              [("enforce" if e else None) for e in primary.enforce[res.slots].tolist()])

@@ -43,6 +43,8 @@ DEFAULT = Objective()
 
 def parse_series(key: str) -> tuple[str, tuple[int, int | None] | None]:
     """(cell id, (sst, sd) or None) from a series key (service.buffer.series_key)."""
+    if "|" not in key:  # a plain cell id, the common case
+        return key, None
     cell, _, rest = key.partition("|")
     for part in rest.split("|"):
         if part.startswith("s="):
