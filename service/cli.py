@@ -206,7 +206,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "multi-cell KPIs with regime changes, then serves the held-out cells through the real serving path "
         "(expert-level ONNX stepper + ExpertRouter with warm-ups) once per objective: MSE, measured expert compute "
         "per step and the active experts' relative cost; writes gate_weights.png (gate weights of one cell over "
-        "time with its regime changes) and results.json into --out.",
+        "time under the accuracy, balanced and energy objectives, with its regime changes) and results.json into "
+        "--out.",
     )
     c.add_argument("--steps", type=int, default=600, help="training steps per model (same budget for all)")
     c.add_argument("--cells", type=int, default=32, help="synthetic cells")

@@ -10,7 +10,8 @@
    step (µs per cell spent in expert graphs) and the mean relative cost of the active expert sets.
    Targets: energy vs accuracy cuts measured compute ≥ 2× with MSE up ≤ 15 %; MS³M at the accuracy
    objective beats every single expert on MSE.
-4. Writes gate_weights.png: the gate weights of one test cell over time with its regime changes.
+4. Writes gate_weights.png: the gate weights of one test cell over time under the accuracy, balanced and
+   energy objectives, with its regime changes.
 """
 
 from __future__ import annotations
