@@ -18,7 +18,7 @@ import logging
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,13 @@ from service.actions.policy import Action, ActionConfig, ActionPolicy
 from service.api.grpc_server import create_grpc_server
 from service.api.rest import create_app
 from service.buffer.base import BufferUnavailable, SampleBatch, WindowBuffer
+from service.buffer.memory import MemoryWindowBuffer
 from service.config import Settings
 from service.engine.engine import StepBatch, StepEngine
 from service.engine.host import ModelHost
-from service.ingest.validate import IngestValidator, Rejections
+from service.ingest.journal import DiskJournal
+from service.ingest.pipeline import IngestPipeline
+from service.ingest.validate import IngestLimits, IngestValidator, plausible_range
 from service.metrics import Metrics
 from service.router.router import ExpertRouter
 from service.runtime.bundle import load_bundle
@@ -71,6 +74,47 @@ def make_buffer(settings: Settings, kpis: list[str]) -> WindowBuffer:
     return MemoryWindowBuffer(kpis, settings.window_length)
 
 
+def ingest_limits(settings: Settings, kpis: list[str], bundles) -> IngestLimits:
+    """Ingest bounds from the settings, plausible KPI ranges from the bundles' training statistics."""
+    low = high = None
+    if settings.value_range_sigmas is not None:
+        stats = []
+        for b in bundles:
+            n = b.manifest.normalization
+            stats += [(b.manifest.inputs, n.input_mean, n.input_std), (b.manifest.targets, n.target_mean, n.target_std)]
+        low, high = plausible_range(kpis, stats, settings.value_range_sigmas)
+    return IngestLimits(settings.max_future_ms, settings.max_sample_age_ms or None, settings.max_sequence_gap, low,
+                        high)
+
+
+def memory_per_cell(settings: Settings, kpis: list[str], bundles) -> int:
+    """Bytes one series costs: its window in the memory buffer (if embedded) and every bundle's state and
+    per-cell bookkeeping (forecasts, intervals), rounded up."""
+    from service.buffer.memory import PAGE_ROWS
+
+    w = settings.window_length
+    rows = (-(-(w - 1) // min(PAGE_ROWS, w)) + 1) * min(PAGE_ROWS, w)
+    total = rows * (16 + 4 * len(kpis)) if settings.buffer_kind == "memory" else 0
+    for b in bundles:
+        m = b.manifest
+        state = sum(4 * int(np.prod(f.shape)) for f in m.state)
+        hk = m.horizon * len(m.targets)
+        total += state + 4 * (len(m.inputs) + 1) + 3 * 4 * hk + 4 * hk * 2 + 256  # + intervals, arrays
+    return int(total)
+
+
+def auto_max_cells(settings: Settings, kpis: list[str], bundles) -> int:
+    """How many series half of the memory available now holds (cgroup limit respected), at most 1M."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            avail = min(avail, int(limit) - psutil.Process().memory_info().rss)
+    return int(max(1000, min(1_000_000, 0.5 * avail // max(1, memory_per_cell(settings, kpis, bundles)))))
+
+
 @dataclass(eq=False)  # identity: each stream is its own subscriber
 class Subscriber:
     queue: asyncio.Queue
@@ -79,14 +123,6 @@ class Subscriber:
     actions: bool
     action_kinds: set[int] | None
     dropped: int = 0
-
-
-@dataclass
-class Journal:
-    """Accepted samples not yet in the buffer (buffer unreachable), in arrival order."""
-
-    batches: collections.deque = field(default_factory=collections.deque)
-    samples: int = 0
 
 
 class XApp:
@@ -99,21 +135,30 @@ class XApp:
         self.registry = self.metrics.registry
         self.bundles = [load_bundle(p) for p in s.bundles]
         self.kpis = service_kpis(self.bundles)
-        self.hosts = [ModelHost(b, self.kpis, s.runtime, s.inference_threads, max_cells=s.max_cells,
+        self.max_cells = s.max_cells or auto_max_cells(s, self.kpis, self.bundles)
+        self.hosts = [ModelHost(b, self.kpis, s.runtime, s.inference_threads, max_cells=self.max_cells,
                                 coverage=s.interval_coverage) for b in self.bundles]
         self.routers = {h.name: ExpertRouter(h, s.decision_period_samples) for h in self.hosts if h.is_ms3m}
-        self.validator = IngestValidator(self.kpis, s.max_reports_per_message, s.ignore_unknown_kpis)
         self.policies = PolicyStore()
         self._policy_version = -1
         primary = self.hosts[0] if self.hosts else None
         self.action_policy = ActionPolicy(primary.targets, ActionConfig(mode=s.action_mode)) if primary else None
         self.actions: collections.deque[dict] = collections.deque(maxlen=s.action_log_size)
         self.buffer = buffer if buffer is not None else (make_buffer(s, self.kpis) if self.kpis else None)
-        self.journal = Journal()
-        self.buffer_ok = True
         self.restored = False
         self.engine = StepEngine(self.hosts, self.metrics, self._on_step, s.max_queue_samples, s.max_batch,
                                  s.flush_ms, clock)
+        self.validator = IngestValidator(self.kpis, s.max_reports_per_message, s.ignore_unknown_kpis,
+                                         ingest_limits(s, self.kpis, self.bundles), clock)
+        journal = None
+        if self.buffer is not None and not isinstance(self.buffer, MemoryWindowBuffer) and s.journal:
+            journal = DiskJournal(s.journal_path, self.kpis, s.journal_max_samples)
+            if journal.samples:
+                log.warning("journal %s holds %d acknowledged samples from an earlier run; they go to the "
+                            "buffer before state is restored", journal.path, journal.samples)
+        self.pipeline = IngestPipeline(self.validator, self.buffer, self.engine, self.metrics,
+                                       max_cells=self.max_cells, max_queue_samples=s.max_queue_samples,
+                                       journal=journal)
         self.subscribers: set[Subscriber] = set()
         self._ingest_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,7 +182,8 @@ class XApp:
         if not self.restored:
             reasons.append("restoring state")
         if not self.buffer_ok:
-            reasons.append(f"window buffer unreachable ({self.journal.samples} samples journaled)")
+            reasons.append(f"window buffer unreachable ({self.pipeline.journaled()} samples journaled)"
+                           if self.journal is not None else "window buffer unreachable (reports refused)")
         if self.hosts and not self.engine.alive:
             reasons.append("step engine not running")
         ok = not reasons
@@ -163,86 +209,18 @@ class XApp:
             return 0
         return sum(self.policies.objective_for(k).policy_id == policy_id for k in self.hosts[0].table.cells())
 
-    # -- ingest -----------------------------------------------------------------------------------
+    # -- ingest (IngestPipeline) ----------------------------------------------------------------
     async def ingest(self, msg: kpm_pb2.KpiIndication, received: float | None = None) -> kpm_pb2.IngestAck:
         """Validate, make durable, acknowledge, queue for the engine. Never raises for bad input."""
-        received = received if received is not None else time.perf_counter()
-        self.metrics.ingest_messages.inc()
-        n = len(msg.reports)
-        if not self.hosts or self.buffer is None:
-            rej = Rejections()
-            rej.add(msg.message_id, 0, R.REJECT_REASON_UNAVAILABLE, "no model bundle loaded", n)
-            return self._ack(msg, 0, rej)
-        async with self._ingest_lock:
-            batch, rej = self.validator.validate(msg)
-            k = len(batch)
-            if k:
-                if self.engine.depth + k > self.settings.max_queue_samples:
-                    rej.add(msg.message_id, 0, R.REJECT_REASON_OVERLOADED, "step engine queue full; retry later", k)
-                    k = 0
-                elif not await self._append(batch):
-                    rej.add(msg.message_id, 0, R.REJECT_REASON_UNAVAILABLE,
-                            "window buffer unreachable and journal full", k)
-                    k = 0
-                else:
-                    self.validator.commit(batch)
-                    self.engine.submit(batch, received)
-            self.metrics.ingest_samples.inc(k)
-        return self._ack(msg, k, rej)
+        return await self.pipeline.ingest(msg, received)
 
-    def _ack(self, msg, accepted: int, rej: Rejections) -> kpm_pb2.IngestAck:
-        for reason, count in rej.counts.items():
-            self.metrics.ingest_rejected.labels(R.Name(reason).removeprefix("REJECT_REASON_").lower()).inc(count)
-        return kpm_pb2.IngestAck(
-            message_id=msg.message_id, messages=1, accepted=accepted, rejected=rej.total,
-            rejections=[kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(rej.counts.items())],
-            details=rej.details)
+    @property
+    def journal(self):
+        return self.pipeline.journal
 
-    async def _append(self, batch: SampleBatch) -> bool:
-        """Durable in the buffer, or journaled while it is unreachable. False only when the journal is full."""
-        if self.journal.samples == 0:
-            t0 = time.perf_counter()
-            try:
-                await self.buffer.append(batch)
-                self.metrics.redis_latency.labels("append").observe(time.perf_counter() - t0)
-                return True
-            except BufferUnavailable as e:
-                self.metrics.redis_errors.labels("append").inc()
-                if self.buffer_ok:
-                    log.warning("window buffer unreachable, journaling samples: %s", e)
-                self.buffer_ok = False
-        if self.journal.samples + len(batch) > self.settings.journal_max_samples:
-            return False
-        self.journal.batches.append(batch)
-        self.journal.samples += len(batch)
-        self.metrics.journal.set(self.journal.samples)
-        return True
-
-    async def _flush_journal(self) -> None:
-        """Write journaled samples to the buffer in order once it answers again."""
-        while True:
-            await asyncio.sleep(self.settings.buffer_retry_s)
-            if not self.journal.samples:
-                if not self.buffer_ok and await self.buffer.ping():
-                    self.buffer_ok = True
-                continue
-            async with self._ingest_lock:  # keeps order with new samples
-                try:
-                    while self.journal.batches:
-                        chunk = [self.journal.batches.popleft()]
-                        while self.journal.batches and sum(len(b) for b in chunk) < 10_000:
-                            chunk.append(self.journal.batches.popleft())
-                        try:
-                            await self.buffer.append(SampleBatch.concat(chunk))
-                        except BufferUnavailable:
-                            self.journal.batches.extendleft(reversed(chunk))
-                            raise
-                        self.journal.samples -= sum(len(b) for b in chunk)
-                        self.metrics.journal.set(self.journal.samples)
-                    self.buffer_ok = True
-                    log.info("window buffer back; journal flushed")
-                except BufferUnavailable:
-                    self.metrics.redis_errors.labels("flush").inc()
+    @property
+    def buffer_ok(self) -> bool:
+        return self.pipeline.buffer_ok
 
     # -- engine callback (worker thread) -----------------------------------------------------------
     def _on_step(self, step: StepBatch) -> None:
@@ -462,7 +440,8 @@ class XApp:
 
     # -- persistence ----------------------------------------------------------------------------------
     async def restore(self) -> dict[str, int]:
-        """Snapshots → hosts; buffered samples newer than each snapshot (or all, without one) → replayed."""
+        """Snapshots → hosts; buffered samples newer than each snapshot (or all, without one) → replayed.
+        Raises BufferUnavailable (then nothing half-done is left queued; calling again is safe)."""
         stats = {"snapshots": 0, "replayed": 0, "series": 0}
         try:
             known = await self.buffer.series()
@@ -483,12 +462,32 @@ class XApp:
                 batch = SampleBatch([key] * len(samples), samples.timestamp_ms, samples.sequence, samples.values)
                 self.engine.submit(self._skip_applied(batch), replay=True)
                 stats["replayed"] += len(samples)
-            await asyncio.wrap_future(self.engine.call(lambda: None))  # replay done
-        except BufferUnavailable as e:
-            log.warning("restore incomplete, window buffer unreachable: %s", e)
-            self.buffer_ok = False
-        self.restored = True
+        finally:
+            await asyncio.wrap_future(self.engine.call(lambda: None))  # replay done (or drained)
         return stats
+
+    async def _recover(self) -> None:
+        """Journal of an earlier run → buffer, then restore; until both succeed, ingest answers UNAVAILABLE
+        (retried every buffer_retry_s)."""
+        self.pipeline.ready = False
+        self.pipeline.not_ready_reason = "restoring state; retry later"
+        while True:
+            try:
+                if not await self.pipeline.flush_journal():
+                    raise BufferUnavailable("journal not flushed")
+                stats = await self.restore()
+                break
+            except BufferUnavailable as e:
+                self.pipeline.buffer_ok = False
+                log.warning("restore waits for the window buffer: %s", e)
+                await asyncio.sleep(self.settings.buffer_retry_s)
+        self.pipeline.buffer_ok = True
+        log.info("restored %d snapshots, replayed %d samples of %d series", stats["snapshots"],
+                 stats["replayed"], stats["series"])
+        self.restored = True
+        self.pipeline.ready = True
+        self._tasks += [asyncio.create_task(self.pipeline.flush_loop(self.settings.buffer_retry_s)),
+                        asyncio.create_task(self._snapshot_loop())]
 
     def _skip_applied(self, batch: SampleBatch) -> SampleBatch:
         """Drop samples every host has already applied (snapshot newer than the sample)."""
@@ -564,10 +563,9 @@ class XApp:
                 self._tasks[0].result()
             await asyncio.sleep(0.01)
         if self.buffer is not None:
-            stats = await self.restore()
-            log.info("restored %d snapshots, replayed %d samples of %d series", stats["snapshots"],
-                     stats["replayed"], stats["series"])
-            self._tasks += [asyncio.create_task(self._flush_journal()), asyncio.create_task(self._snapshot_loop())]
+            recover = asyncio.create_task(self._recover())
+            self._tasks.append(recover)
+            await asyncio.wait([recover], timeout=self.settings.restore_wait_s)  # not ready until it ends
         else:
             self.restored = True
         self._tasks.append(asyncio.create_task(self._descriptor_loop()))
@@ -608,6 +606,10 @@ class XApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self.engine.stop()
+        if self.journal is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pipeline.flush_journal(), grace_s)  # else the next start does it
+            self.journal.close()
         if self.buffer is not None:
             with contextlib.suppress(Exception):
                 await self.buffer.close()

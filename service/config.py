@@ -44,17 +44,26 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_db: int = Field(0, ge=0)
     namespace: str = Field("ms3m", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # SDL namespace: keys are {ns},key
-    window_length: int = Field(512, ge=1, le=1_000_000)
+    # samples kept per series; 256 keeps buffer + MS³M state ≤ 32 KiB per cell (README, "Memory")
+    window_length: int = Field(256, ge=1, le=1_000_000)
 
     # Models and the step engine
     bundles: list[Path] = Field(default_factory=list)  # MS3M_BUNDLES='["/bundles/ms3m"]'
     runtime: Runtime = "onnxruntime"
     inference_threads: int = Field(1, ge=1, le=64)  # intra-op threads of the inference thread
-    max_cells: int = Field(1_000_000, ge=1)
+    # series served at most; a new one beyond is refused (REJECT_REASON_CAPACITY). None: as many as half of
+    # the memory available at start holds (see XApp.memory_per_cell), at most 1M
+    max_cells: int | None = Field(None, ge=1)
     max_batch: int = Field(8192, ge=1)  # samples merged into one engine flush
     flush_ms: float = Field(0.5, gt=0, le=1000)  # wait at most this long to fill a batch (load batches anyway)
     max_queue_samples: int = Field(500_000, ge=1)  # beyond: RESOURCE_EXHAUSTED / HTTP 503
     ignore_unknown_kpis: bool = False  # True: drop unknown measurement names instead of rejecting reports
+
+    # Ingest bounds: what would corrupt a series or a state is refused with a counted reason
+    max_future_ms: int | None = Field(86_400_000, ge=0)  # timestamps at most this far ahead of the clock
+    max_sample_age_ms: int = Field(7 * 86_400_000, ge=0)  # ... and at most this far behind (0: any age)
+    max_sequence_gap: int | None = Field(1_000_000, ge=1)  # sequence jump past a series' last one
+    value_range_sigmas: float | None = Field(1000.0, gt=0)  # plausible: bundle mean ± this × std (None: float32)
 
     # Forecasts, router, actions
     interval_coverage: float = Field(0.9, ge=0.5, lt=1.0)
@@ -64,8 +73,13 @@ class Settings(BaseSettings):
 
     # Durability
     snapshot_interval_s: float = Field(5.0, gt=0)
-    journal_max_samples: int = Field(2_000_000, ge=0)  # kept in memory while the buffer is unreachable
+    # While a Redis buffer is unreachable, accepted samples are fsynced to a journal file before the ack
+    # (journal=False: refused as UNAVAILABLE instead). Default dir: $XDG_STATE_HOME/ms3m or ~/.local/state/ms3m
+    journal: bool = True
+    journal_dir: Path | None = None
+    journal_max_samples: int = Field(2_000_000, ge=0)
     buffer_retry_s: float = Field(0.5, gt=0)
+    restore_wait_s: float = Field(30.0, ge=0)  # start() waits this long for the restore, then goes on not ready
 
     # O-RAN SC xApp descriptor (config-file.json), reloaded when it changes
     config_file: Path | None = Field(
@@ -78,6 +92,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    @property
+    def journal_path(self) -> Path:
+        """This instance's journal file: one per namespace and host (pod), under journal_dir."""
+        import os
+        import socket
+
+        root = self.journal_dir or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ms3m"
+        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())[:64] or "host"
+        return Path(root) / f"{self.namespace}-{host}.journal"
 
     @property
     def buffer_kind(self) -> Literal["memory", "redis"]:

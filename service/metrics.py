@@ -26,7 +26,10 @@ class Metrics:
         self.forecasts = Counter("ms3m_forecasts_total", "forecasts produced", ["model"], registry=r)
         self.active_cells = Gauge("ms3m_active_cells", "series with model state", ["model"], registry=r)
         self.queue_depth = Gauge("ms3m_engine_queue_samples", "samples waiting for the step engine", registry=r)
-        self.dropped = Counter("ms3m_engine_dropped_total", "samples not stepped, by reason", ["reason"], registry=r)
+        self.dropped = Counter("ms3m_engine_dropped_total", "accepted samples not stepped, by reason", ["reason"],
+                               registry=r)
+        self.callback_errors = Counter("ms3m_engine_callback_errors_total",
+                                       "steps whose routing / action / publishing callback failed", registry=r)
         self.forecast_mae = Gauge("ms3m_forecast_mae", "recent mean absolute forecast error, KPI units",
                                   ["kpi", "horizon"], registry=r)
         self.interval_coverage = Gauge("ms3m_forecast_interval_coverage",

@@ -1,10 +1,11 @@
 """MemoryWindowBuffer: the embedded window buffer (no Redis), and the batch checks both buffers share.
 
-Every series owns one row (slot) of shared ring arrays (timestamps, sequence numbers, values) whose
-row capacity grows by doubling up to exactly `window_length`. An appended batch is grouped by series
-once (a dict pass and one stable argsort) and written with one fancy-index assignment per array, so the
-cost of a batch of 1,000 cells is a few numpy calls, not 1,000 Python ones. Nothing here blocks: the
-coroutines only satisfy the WindowBuffer protocol. Not durable: a restart starts empty.
+Every series owns a small ring of fixed-size pages from one shared pool (timestamps, sequence numbers,
+values), taken as its own window fills, so memory per series is bounded by its own window. An appended
+batch is grouped by series once (a dict pass and one stable argsort) and written with one fancy-index
+assignment per array, so the cost of a batch of 1,000 cells is a few numpy calls, not 1,000 Python
+ones. Nothing here blocks: the coroutines only satisfy the WindowBuffer protocol. Not durable: a
+restart starts empty.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from service.buffer.base import SampleBatch, Samples
 
 MAX_SERIES_KEY_CHARS = 512
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
-_MIN_CAPACITY = 8
+PAGE_ROWS = 32  # rows per page of the memory buffer's pool
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -137,81 +138,99 @@ def keep_newer(ts: np.ndarray, last_ts: int) -> np.ndarray:
 
 
 class _Slab:
-    """The last ≤ W samples of every series, one row (slot) per series, in shared ring arrays.
+    """The last ≤ W samples of every series, in pages of P rows taken from one shared pool.
 
-    Slot r holds its samples at ring positions total[r] % C (C the row capacity), so a batch with any
-    number of series is written with one fancy-index assignment per array. C grows by doubling up to
-    W as windows fill and the slot count by doubling as series arrive.
+    Sample number i of a series (counted from its first) lives at row i % P of the series' logical page
+    (i // P) % M, M = ceil((W − 1) / P) + 1 — enough pages that the last W samples are always held. A page
+    is taken from the pool when its series first reaches it and then reused by that series in a ring, so
+    a series holds memory for its own samples only (at most M·P rows), whatever other series send, and a
+    batch with any number of series is still written with one fancy-index assignment per array.
     """
 
     def __init__(self, d: int, window: int):
         self.d, self.w = d, window
+        self.p = min(PAGE_ROWS, window)
+        self.m = -(-(window - 1) // self.p) + 1
         self.slot: dict[str, int] = {}
-        self._allocate(16, min(window, _MIN_CAPACITY))
+        self.pages = np.full((0, self.m), -1, np.int32)  # (slots, M) pool page of each logical page, -1 none
+        self.total = np.zeros(0, np.int64)  # samples ever written per slot
+        self.last = np.zeros(0, np.int64)  # newest timestamp; timestamps are ≥ 1
+        self.used = 0  # pool pages handed out
+        self._grow_slots(16)
+        self._grow_pool(16)
 
-    def _allocate(self, slots: int, capacity: int) -> None:
-        self.ts = np.zeros((slots, capacity), np.int64)
-        self.seq = np.zeros((slots, capacity), np.uint64)
-        self.vals = np.zeros((slots, capacity, self.d), np.float32)
-        self.total = np.zeros(slots, np.int64)  # samples ever written per slot
-        self.last = np.zeros(slots, np.int64)  # newest timestamp; timestamps are ≥ 1
+    def _grow_slots(self, n: int) -> None:
+        old = len(self.total)
+        self.pages = np.concatenate([self.pages, np.full((n - old, self.m), -1, np.int32)])
+        self.total = np.concatenate([self.total, np.zeros(n - old, np.int64)])
+        self.last = np.concatenate([self.last, np.zeros(n - old, np.int64)])
 
-    def _regrow(self, slots: int, capacity: int) -> None:
-        old = (self.ts, self.seq, self.vals, self.total, self.last)
-        n_old, c_old = self.ts.shape
-        self._allocate(slots, capacity)
-        self.total[:n_old], self.last[:n_old] = old[3], old[4]
-        kept = np.minimum(old[3], c_old)  # (n_old,) samples held per slot
-        k = np.arange(min(c_old, capacity))
-        rows = np.arange(n_old)[:, None]
-        age = kept[:, None] - 1 - k  # newest first: age 0 is the latest sample
-        valid = age >= 0
-        src = (old[3][:, None] - 1 - k) % c_old
-        dst = (old[3][:, None] - 1 - k) % capacity
-        r, sp, dp = np.broadcast_to(rows, src.shape)[valid], src[valid], dst[valid]
-        self.ts[r, dp], self.seq[r, dp], self.vals[r, dp] = old[0][r, sp], old[1][r, sp], old[2][r, sp]
+    def _grow_pool(self, n: int) -> None:
+        old = self.ts.shape[0] if hasattr(self, "ts") else 0
+        grown = (np.zeros((n, self.p), np.int64), np.zeros((n, self.p), np.uint64),
+                 np.zeros((n, self.p, self.d), np.float32))
+        if old:
+            for new, cur in zip(grown, (self.ts, self.seq, self.vals)):
+                new[:old] = cur
+        self.ts, self.seq, self.vals = grown
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.ts, self.seq, self.vals, self.pages, self.total, self.last))
 
     def slots_for(self, keys: list[str]) -> np.ndarray:
         slot = self.slot
         out = np.fromiter((slot.setdefault(k, len(slot)) for k in keys), np.int64, len(keys))
         if len(slot) > len(self.total):
-            self._regrow(max(len(slot), 2 * len(self.total)), self.ts.shape[1])
+            self._grow_slots(max(len(slot), 2 * len(self.total)))
         return out
+
+    def _rows(self, row: np.ndarray, index: np.ndarray, allocate: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(pool page, row in page) of sample numbers `index` of slots `row`, taking new pages if asked."""
+        lp = (index // self.p) % self.m
+        page = self.pages[row, lp]
+        if allocate and (page < 0).any():
+            missing = np.unique(row[page < 0] * self.m + lp[page < 0])
+            need = self.used + len(missing)
+            if need > self.ts.shape[0]:
+                self._grow_pool(max(need, 2 * self.ts.shape[0]))
+            self.pages.reshape(-1)[missing] = np.arange(self.used, need, dtype=np.int32)
+            self.used = need
+            page = self.pages[row, lp]
+        return page, index % self.p
 
     def write(self, slots: np.ndarray, counts: np.ndarray, ts: np.ndarray, seq: np.ndarray,
               vals: np.ndarray) -> None:
         """Append counts[g] samples (grouped, arrival order) to slot slots[g]; only each slot's last W stay."""
-        cap = self.ts.shape[1]
-        need = int(min(self.w, (np.minimum(self.total[slots], cap) + counts).max()))
-        if need > cap:
-            self._regrow(len(self.total), min(self.w, max(need, 2 * cap)))
-            cap = self.ts.shape[1]
         if len(ts) == len(slots) and (counts == 1).all():  # one sample per series: the streaming case
-            pos = self.total[slots] % cap
-            self.ts[slots, pos], self.seq[slots, pos], self.vals[slots, pos] = ts, seq, vals
-            self.total[slots] += 1
-            self.last[slots] = ts
-            return
-        ends = np.cumsum(counts)
-        rank = np.arange(len(ts)) - np.repeat(ends - counts, counts)
-        row = np.repeat(slots, counts)
-        keep = rank >= np.repeat(counts, counts) - cap  # older ones would be overwritten in this batch
-        pos = (np.repeat(self.total[slots], counts) + rank) % cap
-        row, pos = row[keep], pos[keep]
-        self.ts[row, pos], self.seq[row, pos], self.vals[row, pos] = ts[keep], seq[keep], vals[keep]
+            row, index = slots, self.total[slots]
+        else:
+            ends = np.cumsum(counts)
+            rank = np.arange(len(ts)) - np.repeat(ends - counts, counts)
+            keep = rank >= np.repeat(counts, counts) - self.w  # older ones would be overwritten in this batch
+            row = np.repeat(slots, counts)[keep]
+            index = (np.repeat(self.total[slots], counts) + rank)[keep]
+            ts, seq, vals = ts[keep], seq[keep], vals[keep]
+        page, pos = self._rows(row, index, allocate=True)
+        self.ts[page, pos], self.seq[page, pos], self.vals[page, pos] = ts, seq, vals
         self.total[slots] += counts
         some = counts > 0
-        self.last[slots[some]] = ts[ends[some] - 1]
+        self.last[slots[some]] = self._newest(slots[some])
+
+    def _newest(self, slots: np.ndarray) -> np.ndarray:
+        page, pos = self._rows(slots, self.total[slots] - 1, allocate=False)
+        return self.ts[page, pos]
 
     def ordered(self, slot: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The last n (≤ held) samples of a slot, oldest first (copies)."""
-        cap, total = self.ts.shape[1], int(self.total[slot])
-        n = min(n, total, cap, self.w)
-        pos = (total - n + np.arange(n)) % cap
-        return self.ts[slot, pos], self.seq[slot, pos], self.vals[slot, pos]
+        total = int(self.total[slot])
+        n = min(n, total, self.w)
+        index = total - n + np.arange(n)
+        page, pos = self._rows(np.full(n, slot), index, allocate=False)
+        return self.ts[page, pos], self.seq[page, pos], self.vals[page, pos]
 
     def held(self, slot: int) -> int:
-        return int(min(self.total[slot], self.ts.shape[1]))
+        return int(min(self.total[slot], self.w))
 
 
 class MemoryWindowBuffer:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.buffer.base import SampleBatch
-from service.engine.host import ModelHost, StepResult
+from service.engine.host import ModelHost, StepResult, concat_results
 from service.metrics import Metrics
 
 log = logging.getLogger("ms3m.engine")
@@ -65,6 +65,7 @@ class StepEngine:
         self._lat_n = 0
         self._step_s = np.zeros(4096)
         self._step_n = 0
+        self._causes: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,13 +102,15 @@ class StepEngine:
         self._step_n = 0
 
     # -- input ---------------------------------------------------------------------------------
-    def submit(self, batch: SampleBatch, received: float | None = None, replay: bool = False) -> bool:
-        """Queue samples (thread-safe). False when the queue is full: nothing was queued."""
+    def submit(self, batch: SampleBatch, received: float | None = None, replay: bool = False,
+               force: bool = False) -> bool:
+        """Queue samples (thread-safe). False when the queue is full: nothing was queued. `force` (samples
+        already acknowledged, the bound checked before they were stored) and `replay` always queue."""
         n = len(batch)
         if n == 0:
             return True
         with self._cond:
-            if self._queued + n > self.max_queue and not replay:
+            if self._queued + n > self.max_queue and not (replay or force):
                 return False
             self._items.append(("batch", batch, received if received is not None else time.perf_counter(), replay))
             self._queued += n
@@ -170,6 +173,41 @@ class StepEngine:
                 log.exception("step failed")
                 self.metrics.dropped.labels("step_error").inc(sum(len(i[1]) for i in items))
 
+    def _log_once(self, what: str, e: BaseException) -> None:
+        cause = f"{what}: {type(e).__name__}: {e}"
+        self.last_error = cause
+        if cause not in self._causes and len(self._causes) < 1000:
+            self._causes.add(cause)
+            log.error("%s (logged once per cause)", cause, exc_info=e)
+
+    def _step_host(self, host: ModelHost, slots: np.ndarray, values: np.ndarray,
+                   timestamp_ms: np.ndarray) -> StepResult | None:
+        """One host's batched step; a failing batch is retried cell by cell so that one cell's problem
+        costs only that cell's sample (counted `step_error`, logged once per cause)."""
+        try:
+            res = host.step(slots, values, timestamp_ms)
+        except Exception as e:
+            self._log_once(f"step of {host.name} failed for a batch of {len(slots)}; retrying cell by cell", e)
+            parts, applied = [], np.zeros(len(slots), bool)
+            for i in range(len(slots)):
+                try:
+                    one = host.step(slots[i:i + 1], values[i:i + 1], timestamp_ms[i:i + 1])
+                except Exception as e1:
+                    self._log_once(f"step of {host.name} failed for a cell", e1)
+                    continue
+                applied[i] = bool(one.applied is None or one.applied[0])
+                if applied[i]:
+                    parts.append(one)
+            self.metrics.dropped.labels("step_error").inc(int((~applied).sum()))
+            res = concat_results(parts, applied)
+        else:
+            if res.applied is not None and not res.applied.all():
+                n_bad = int((~res.applied).sum())
+                self.metrics.dropped.labels("non_finite").inc(n_bad)
+                self._log_once(f"step of {host.name}", FloatingPointError(
+                    f"{n_bad} cell(s) would get a non-finite forecast or state; their samples were not applied"))
+        return res
+
     def _process(self, items: list) -> None:
         replay = items[0][3]
         batch = SampleBatch.concat([i[1] for i in items])
@@ -203,12 +241,19 @@ class StepEngine:
                     sub_oks.append(ok_sel)
                     continue
                 t0 = time.perf_counter()
-                res = host.step(s[rows], batch.values[rows], batch.timestamp_ms[rows])
+                res = self._step_host(host, s[rows], batch.values[rows], batch.timestamp_ms[rows])
                 dt = time.perf_counter() - t0
                 self.metrics.step_latency.labels(host.name).observe(dt)
                 self._step_s[self._step_n % len(self._step_s)] = dt
                 self._step_n += 1
-                self.metrics.forecasts.labels(host.name).inc(len(rows))
+                if res is not None and len(res.slots) == 0:
+                    res = None
+                if res is None:
+                    ok_sel = np.zeros_like(ok_sel)
+                elif res.applied is not None and not res.applied.all():
+                    ok_sel = ok_sel.copy()
+                    ok_sel[np.flatnonzero(ok_sel)[~res.applied]] = False
+                self.metrics.forecasts.labels(host.name).inc(0 if res is None else len(res.slots))
                 results.append(res)
                 sub_oks.append(ok_sel)
             self.metrics.step_batch.observe(len(sel))
@@ -216,7 +261,11 @@ class StepEngine:
             self.samples += len(sel)
             step = StepBatch(sub.series, sub, results, sub_oks, received[sel], replay)
             if self.on_step is not None:
-                self.on_step(step)
+                try:
+                    self.on_step(step)
+                except Exception as e:  # the samples were stepped; routing / actions of this step are lost
+                    self.metrics.callback_errors.inc()
+                    self._log_once("step callback failed", e)
             if not replay:
                 done = time.perf_counter()
                 pick = sel[:: max(1, len(sel) // LATENCY_SAMPLES_PER_STEP)]

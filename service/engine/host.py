@@ -38,6 +38,19 @@ class StepResult:
     expert_forecasts: np.ndarray | None = None  # (N, E, K) 1-step forecast of each expert (KPI units)
     expert_runs: np.ndarray | None = None  # (E,) cells each expert's graph ran for
     expert_seconds: np.ndarray | None = None  # (E,) time spent in each expert's graph
+    applied: np.ndarray | None = None  # (N_in,) bool over the rows asked for: False = not finite, not applied
+
+
+def concat_results(parts: list[StepResult], applied: np.ndarray) -> StepResult | None:
+    """One StepResult from single-cell ones (the engine's cell-by-cell retry); None when none applied."""
+    if not parts:
+        return None
+    cat = lambda name: None if getattr(parts[0], name) is None else np.concatenate(  # noqa: E731
+        [getattr(p, name) for p in parts])
+    runs = None if parts[0].expert_runs is None else np.sum([p.expert_runs for p in parts], 0)
+    secs = None if parts[0].expert_seconds is None else np.sum([p.expert_seconds for p in parts], 0)
+    return StepResult(cat("slots"), cat("timestamp_ms"), cat("point"), cat("lower"), cat("upper"), cat("actual"),
+                      cat("outside"), cat("gate"), cat("logits"), cat("expert_forecasts"), runs, secs, applied)
 
 
 class ModelHost:
@@ -77,6 +90,7 @@ class ModelHost:
         self.intervals = ConformalIntervals(self.horizon, self.n_targets, coverage=coverage)
         self.lock = threading.Lock()
         self._new_slots: list[int] = []  # allocated since the last take_new_slots() (policy lookup)
+        self.fallbacks = 0  # steps of a cell that had no active expert (all experts stepped instead)
         self._cap = 0
         self._sync_capacity()
 
@@ -91,7 +105,8 @@ class ModelHost:
                  "lower": (np.nan, (H, K), np.float32), "upper": (np.nan, (H, K), np.float32),
                  "objective": (0.0, (len(OBJECTIVES) + 1,), np.float32), "enforce": (False, (), bool)}
         if E:
-            specs.update(active=(True, (E,), bool), gate=(np.nan, (E,), np.float32))
+            # pending_off: experts the router switched off, kept running until a new expert is warm
+            specs.update(active=(True, (E,), bool), pending_off=(False, (E,), bool), gate=(np.nan, (E,), np.float32))
         for name, (fill, shape, dtype) in specs.items():
             grown = np.full((cap, *shape), fill, dtype)
             if old:
@@ -114,6 +129,7 @@ class ModelHost:
         self._new_slots.extend(slots)
         if self.is_ms3m:
             self.active[s] = True
+            self.pending_off[s] = False
             self.gate[s] = np.nan
         self.intervals.reset(s)
 
@@ -135,7 +151,12 @@ class ModelHost:
 
     # -- the step ----------------------------------------------------------------------------------
     def step(self, slots: np.ndarray, values: np.ndarray, timestamp_ms: np.ndarray) -> StepResult:
-        """Apply one sample to each of `slots` (distinct). values (N, D_service) raw, NaN = absent."""
+        """Apply one sample to each of `slots` (distinct). values (N, D_service) raw, NaN = absent.
+
+        Nothing is written before the runtime has answered, and a row whose forecast or new state is not
+        finite is not applied at all (its state, forecast and intervals stay as they were): the result
+        holds only the applied rows, `result.applied` (N,) says which. Raises only for a runtime failure,
+        before anything was written."""
         arrays = self.table.gather(slots)
         states, ffill, clock = arrays[: self.n_model_state], arrays[-2], arrays[-1]
         x = values[:, self.input_cols]
@@ -143,16 +164,33 @@ class ModelHost:
         xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)  # never seen → mean
         gate = logits = expert_fc = runs = secs = None
         if self.stepper is not None:
-            y, new_states, details = self.stepper.run(xn, states, self.objective[slots], self.active[slots])
+            active = self.active[slots]
+            idle = ~active.any(1)
+            if idle.any():  # never expected (the router keeps a set until its successor is warm): step all
+                active[idle] = True
+                self.active[slots[idle]] = True
+                self.fallbacks += int(idle.sum())
+            y, new_states, details = self.stepper.run(xn, states, self.objective[slots], active)
             gate, logits, runs, secs = details.gate, details.logits, details.expert_runs, details.expert_seconds
             with np.errstate(invalid="ignore", divide="ignore"):
                 y_e = details.contributions[:, :, 0, :] / gate[:, :, None]  # (N, E, K) 1-step, normalized
             expert_fc = np.where(gate[:, :, None] > 0, y_e * self.t_std + self.t_mean, np.nan)
         else:
             y, new_states = self.runtime.run(xn, states)
+        with np.errstate(over="ignore", invalid="ignore"):
+            point = (y * self.t_std + self.t_mean).astype(np.float32)
+        applied = np.isfinite(point).reshape(len(slots), -1).all(1)
+        for st in new_states:
+            applied &= np.isfinite(st).reshape(len(slots), -1).all(1)
+        if not applied.all():
+            keep = np.flatnonzero(applied)
+            slots, values, timestamp_ms, x, point = slots[keep], values[keep], timestamp_ms[keep], x[keep], point[keep]
+            clock = clock[keep]
+            new_states = [st[keep] for st in new_states]
+            if gate is not None:
+                gate, logits, expert_fc = gate[keep], logits[keep], expert_fc[keep]
         new_clock = np.remainder(clock + 1, self.clock_mod)
         self.table.scatter(slots, [*new_states, x.astype(np.float32), new_clock])
-        point = (y * self.t_std + self.t_mean).astype(np.float32)
         actual = values[:, self.target_cols]
         outside = self.intervals.observe(slots, actual)
         lower, upper, _ = self.intervals.record(slots, point)
@@ -163,7 +201,7 @@ class ModelHost:
                 self.gate[slots] = gate
         self.dirty[slots] = True
         return StepResult(slots, timestamp_ms, point, lower, upper, actual, outside, gate, logits, expert_fc, runs,
-                          secs)
+                          secs, applied)
 
     # -- MS³M experts -------------------------------------------------------------------------------
     def warm(self, slots: np.ndarray, expert: int, windows: list[np.ndarray]) -> None:
@@ -184,6 +222,11 @@ class ModelHost:
         for offset, arr in enumerate(pieces):
             self.table.arrays[sl.start + offset][slots] = arr
         self.active[slots, expert] = True
+        # the experts a decision switched off while no successor was warm go off now
+        off = self.pending_off[slots]
+        off[:, expert] = False
+        self.active[slots] &= ~off
+        self.pending_off[slots] = False
         self.dirty[slots] = True
 
     def take_new_slots(self) -> list[int]:

@@ -1,15 +1,20 @@
 """Validation of KpiIndication messages into SampleBatches (pure; no I/O).
 
-A report is accepted when it is well formed, names only known KPIs, carries finite values, is newer than
-the series' last accepted sample (timestamps strictly increase per series) and its sequence number is new
-for the series (sequence numbers strictly increase per series of one E2 node; a re-sent report is a
-duplicate). Rejections are counted by reason and the first few are described. `commit()` records accepted
-samples once they are durable, so a failed append can be retried without being taken for a duplicate.
+A report is accepted when it is well formed, names only known KPIs, carries finite values within float32
+and the KPI's plausible range, has a timestamp within the allowed window around the xApp's clock, is newer
+than the series' last accepted sample (timestamps strictly increase per series) and its sequence number is
+new for the series and not too far past the last one (sequence numbers strictly increase per series of one
+E2 node; a re-sent report is a duplicate). The bounds keep one corrupt report from locking a series (a
+timestamp in the year 3000, a sequence of 2^64 − 1) or from overflowing a model state. Rejections are
+counted by reason and the first few are described. `commit()` records accepted samples once they are
+durable, so a failed append can be retried without being taken for a duplicate.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -21,6 +26,35 @@ from service.buffer.base import SampleBatch, series_key
 R = kpm_pb2.RejectReason
 CELL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 MAX_DETAILS = 32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Bounds beyond which a report is refused (None = unbounded). Timestamps in epoch ms."""
+
+    max_future_ms: int | None = None  # how far past the xApp's clock a timestamp may be
+    max_age_ms: int | None = None  # how far behind the clock a timestamp may be
+    max_sequence_gap: int | None = None  # how far past a series' last sequence number the next may jump
+    low: Sequence[float] | None = None  # per service KPI: the lowest plausible value
+    high: Sequence[float] | None = None  # per service KPI: the highest plausible value
+
+
+def plausible_range(kpis: list[str], stats: list[tuple[list[str], list[float], list[float]]],
+                    sigmas: float) -> tuple[list[float], list[float]]:
+    """Per KPI, mean ± sigmas·std of the training statistics (KPI names, means, stds) of every bundle that
+    uses it, widest over bundles; ±float32 max for a KPI without statistics."""
+    low, high = [-FLOAT32_MAX] * len(kpis), [FLOAT32_MAX] * len(kpis)
+    seen = [False] * len(kpis)
+    for names, means, stds in stats:
+        for name, m, sd in zip(names, means, stds):
+            if name not in kpis:
+                continue
+            i = kpis.index(name)
+            lo, hi = m - sigmas * abs(sd), m + sigmas * abs(sd)
+            low[i], high[i] = (lo, hi) if not seen[i] else (min(low[i], lo), max(high[i], hi))
+            seen[i] = True
+    return [max(v, -FLOAT32_MAX) for v in low], [min(v, FLOAT32_MAX) for v in high]
 
 
 @dataclass
@@ -47,8 +81,16 @@ class Rejections:
 class IngestValidator:
     """Validates indications against the service's KPI list and each series' last accepted sample."""
 
-    def __init__(self, kpis: list[str], max_reports: int = 20_000, ignore_unknown_kpis: bool = False):
+    def __init__(self, kpis: list[str], max_reports: int = 20_000, ignore_unknown_kpis: bool = False,
+                 limits: IngestLimits | None = None, clock: Callable[[], float] = time.time):
         self.kpis = list(kpis)
+        self.limits = limits = limits or IngestLimits()
+        self.clock = clock
+        d = len(self.kpis)
+        self._low = np.asarray(limits.low if limits.low is not None else [-FLOAT32_MAX] * d, np.float64)
+        self._high = np.asarray(limits.high if limits.high is not None else [FLOAT32_MAX] * d, np.float64)
+        if self._low.shape != (d,) or self._high.shape != (d,):
+            raise ValueError(f"limits.low / limits.high need one value per KPI ({d})")
         self._col = {k: i for i, k in enumerate(self.kpis)}
         self.max_reports = max_reports
         self.ignore_unknown = ignore_unknown_kpis
@@ -108,6 +150,11 @@ class IngestValidator:
         # costs more than the checks); a cell id already accepted skips the regex.
         last_ts, last_seq = self.last_ts, self.last_seq
         match = CELL_ID.match
+        lim = self.limits
+        now_ms = int(self.clock() * 1000) if lim.max_future_ms is not None or lim.max_age_ms is not None else 0
+        t_hi = now_ms + lim.max_future_ms if lim.max_future_ms is not None else 2**63 - 1
+        t_lo = max(1, now_ms - lim.max_age_ms) if lim.max_age_ms is not None else 1
+        gap = lim.max_sequence_gap
         keys: list[str] = []
         ts_l: list[int] = []
         seq_l: list[int] = []
@@ -126,6 +173,11 @@ class IngestValidator:
             t = r.timestamp_ms
             if t <= 0:
                 rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"timestamp_ms {t} must be > 0")
+                continue
+            if t > t_hi or t < t_lo:
+                rej.add(mid, i, R.REJECT_REASON_TIMESTAMP_OUT_OF_RANGE,
+                        f"timestamp_ms {t} is {'ahead of' if t > t_hi else 'behind'} the xApp's clock ({now_ms}) "
+                        f"by more than {lim.max_future_ms if t > t_hi else lim.max_age_ms} ms")
                 continue
             if r.absent:
                 ab = list(r.absent)
@@ -161,6 +213,18 @@ class IngestValidator:
                 ok[row] = False
         for row, ab in absent_rows:
             values[row, ab] = np.nan
+        known = values[:, pos]  # (k, known KPIs) NaN = absent
+        with np.errstate(invalid="ignore"):
+            outside = (known < self._low[cols]) | (known > self._high[cols])
+        if outside.any():
+            for row in np.flatnonzero(outside.any(1)).tolist():
+                if ok[row]:
+                    j = int(np.flatnonzero(outside[row])[0])
+                    c = int(cols[j])
+                    rej.add(mid, keep[row], R.REJECT_REASON_VALUE_OUT_OF_RANGE,
+                            f"{self.kpis[c]} = {known[row, j]:.6g} outside its plausible range "
+                            f"[{self._low[c]:.6g}, {self._high[c]:.6g}]")
+                    ok[row] = False
         # order and duplicates, against the series' state and earlier reports of this message
         seen_ts: dict[str, int] = {}
         seen_seq: dict[str, int] = {}
@@ -174,6 +238,11 @@ class IngestValidator:
                 rej.add(mid, keep[row], R.REJECT_REASON_DUPLICATE, f"sequence {s} already received for {key}")
                 ok[row] = False
                 continue
+            if gap is not None and prev_s is not None and s - prev_s > gap:
+                rej.add(mid, keep[row], R.REJECT_REASON_SEQUENCE_GAP,
+                        f"sequence {s} jumps {s - prev_s} past {prev_s} of series {key} (at most {gap})")
+                ok[row] = False
+                continue
             t = ts_l[row]
             prev_t = seen_ts.get(key, last_ts.get(key))
             if prev_t is not None and t <= prev_t:
@@ -185,12 +254,14 @@ class IngestValidator:
             seen_seq[key] = s
         ts = np.array(ts_l, np.int64)
         seq = np.array(seq_l, np.uint64)
-        out = np.full((k, len(self.kpis)), np.nan, np.float32)
-        out[:, cols] = values[:, pos]
         if all(ok):
+            out = np.full((k, len(self.kpis)), np.nan, np.float32)
+            out[:, cols] = known
             return SampleBatch(keys, ts, seq, out), rej
         idx = np.flatnonzero(ok)
-        return SampleBatch([keys[i] for i in idx.tolist()], ts[idx], seq[idx], out[idx]), rej
+        out = np.full((len(idx), len(self.kpis)), np.nan, np.float32)
+        out[:, cols] = known[idx]  # rejected rows may not fit float32
+        return SampleBatch([keys[i] for i in idx.tolist()], ts[idx], seq[idx], out), rej
 
     def commit(self, batch: SampleBatch) -> None:
         """Record accepted samples as the series' newest (call once they are durable)."""

@@ -10,7 +10,8 @@ expert's recent realized 1-step error (EMA of |forecast − actual| / target std
 
 β = 0 / 0.5 / 1 / 0.5 and τ = 0 / 0.1 / 0.3 / 0.1 for accuracy / latency / energy / balanced: accuracy
 spends the budget, energy keeps only experts worth their cost. Deactivation is immediate (the expert's
-state is frozen); activation returns (slot, expert) pairs the service warms from the cell's window
+state is frozen) unless no expert of the current set stays, then the current set keeps running until a
+new expert is warm; activation returns (slot, expert) pairs the service warms from the cell's window
 before the expert runs again. Decisions are logged (bounded) for the REST API.
 """
 
@@ -133,7 +134,13 @@ class ExpertRouter:
         current = host.active[slots]
         off = current & ~desired
         on = desired & ~current
-        host.active[slots] = current & desired  # deactivate now; activation after warm-up
+        # Deactivate now, activate after warm-up; a cell whose new set shares no expert with the current
+        # one keeps the current set running until the first new expert is warm (ModelHost.warm), so it
+        # always has a steppable expert.
+        kept = current & desired
+        waiting = ~kept.any(1)[:, None]
+        host.active[slots] = np.where(waiting, current, kept)
+        host.pending_off[slots] = waiting & off
         self.pref_sum[slots] = 0
         self.n_since[slots] = 0
         now = int(self.clock() * 1000)

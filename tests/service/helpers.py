@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from ms3m.v1 import kpm_pb2
 
 KPIS = ["DRB.UEThpDl", "RRU.PrbUsedDl", "RF.serving.RSRP"]
+T0_MS = 1_700_000_000_000  # timestamps of the test messages (2023): xApps under test accept any age
 TARGETS = ["DRB.UEThpDl", "RRU.PrbUsedDl"]
 NORM = {"kind": "zscore", "input_mean": [20000.0, 50.0, -95.0], "input_std": [8000.0, 20.0, 6.0],
         "target_mean": [20000.0, 50.0], "target_std": [8000.0, 20.0]}
@@ -45,7 +47,7 @@ def indication(cells: int, t0: int, steps: int = 1, mid: int = 1, seed: int = 0,
     for t in range(t0, t0 + steps):
         vals = kpi_values(cells, t, seed)
         for c in range(cells):
-            msg.reports.add(cell_id=f"{prefix}-{c:03d}", timestamp_ms=1_700_000_000_000 + 1000 * t,
+            msg.reports.add(cell_id=f"{prefix}-{c:03d}", timestamp_ms=T0_MS + 1000 * t,
                             sequence=t + 1, values=vals[c].tolist())
     return msg
 
@@ -55,11 +57,13 @@ async def running_xapp(bundles: list[Path], **settings):
     from service.app import XApp
     from service.config import Settings
 
-    s = Settings(http_port=0, grpc_port=0, http_host="127.0.0.1", grpc_host="127.0.0.1", bundles=bundles,
-                 **{"buffer": "memory", "flush_ms": 1.0, **settings})
-    xapp = XApp(s)
-    await xapp.start()
-    try:
-        yield xapp
-    finally:
-        await xapp.stop()
+    with tempfile.TemporaryDirectory(prefix="ms3m-journal-") as journal_dir:
+        s = Settings(http_port=0, grpc_port=0, http_host="127.0.0.1", grpc_host="127.0.0.1", bundles=bundles,
+                     **{"buffer": "memory", "flush_ms": 1.0, "max_sample_age_ms": 0, "journal_dir": journal_dir,
+                        **settings})
+        xapp = XApp(s)
+        await xapp.start()
+        try:
+            yield xapp
+        finally:
+            await xapp.stop()

@@ -38,10 +38,12 @@ def messages():
     return [indication(CELLS, t, mid=t + 1) for t in range(STEPS)]
 
 
-def start_service(bundle: Path, namespace: str, log: Path) -> tuple[subprocess.Popen, int, int]:
-    env = dict(os.environ, MS3M_BUFFER="redis", MS3M_REDIS_HOST=REDIS_HOST, MS3M_REDIS_PORT=str(REDIS_PORT),
+def start_service(bundle: Path, namespace: str, log: Path, redis_port: int = REDIS_PORT,
+                  redis_host: str = REDIS_HOST) -> tuple[subprocess.Popen, int, int]:
+    env = dict(os.environ, MS3M_BUFFER="redis", MS3M_REDIS_HOST=redis_host, MS3M_REDIS_PORT=str(redis_port),
                MS3M_NAMESPACE=namespace, MS3M_BUNDLES=f'["{bundle}"]', MS3M_SNAPSHOT_INTERVAL_S="0.2",
-               MS3M_HTTP_HOST="127.0.0.1", MS3M_GRPC_HOST="127.0.0.1", OMP_NUM_THREADS="1")
+               MS3M_HTTP_HOST="127.0.0.1", MS3M_GRPC_HOST="127.0.0.1", OMP_NUM_THREADS="1",
+               MS3M_MAX_SAMPLE_AGE_MS="0", MS3M_JOURNAL_DIR=str(log.parent / "journal"))
     with open(log, "a") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--http-port", "0", "--grpc-port",
                                  "0"], stdout=subprocess.PIPE, stderr=out, env=env, text=True)
@@ -167,3 +169,67 @@ async def test_redis_outage_keeps_forecasting_reports_not_ready_and_catches_up(b
     finally:
         rproc.kill()
         await asyncio.sleep(0)
+
+
+async def test_acks_during_a_redis_stall_survive_kill_9(bundle, tmp_path):
+    """Redis stalled (SIGSTOP) while reports keep coming: each ack follows an fsync of the journal; the xApp
+    is SIGKILLed, Redis resumes, the xApp restarts: every acknowledged sample is in the buffer, and the
+    state after the rest of the stream equals an uninterrupted run."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed")
+    port = free_port()
+    rproc = start_redis(port, tmp_path)
+    msgs = messages()
+    proc = None
+    try:
+        async with running_xapp([bundle], buffer="redis", redis_host="127.0.0.1", redis_port=port,
+                                namespace="stall-ref") as ref:
+            await publish(ref.grpc_port, msgs)
+            await wait_for(lambda: ref.engine.samples == CELLS * STEPS)
+            ref_fc = {f"cell-{c:03d}": ref.latest_forecast(f"cell-{c:03d}") for c in range(CELLS)}
+            ref_states = {k: ref.hosts[0].table.get(k) for k in ref_fc}
+        log = tmp_path / "service.log"
+        proc, _, grpc_port = start_service(bundle, "stall", log, redis_port=port, redis_host="127.0.0.1")
+        acks = await publish(grpc_port, msgs[:10])
+        assert all(a.accepted == CELLS for a in acks)
+        rproc.send_signal(signal.SIGSTOP)
+        try:
+            acks = await publish(grpc_port, msgs[10:25])
+            assert all(a.accepted == CELLS for a in acks)  # journaled and fsynced, then acknowledged
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            rproc.send_signal(signal.SIGCONT)
+        client = redis.Redis(port=port)
+        assert client.xlen("{stall},win:cell-000") < 25  # the stalled buffer missed some of them
+        journal = next((tmp_path / "journal").glob("stall-*.journal"))
+        assert journal.stat().st_size > 0
+        proc, http_port, grpc_port = start_service(bundle, "stall", log, redis_port=port, redis_host="127.0.0.1")
+        for c in range(CELLS):  # every acknowledged sample is in the buffer, in order, once
+            entries = client.xrange(f"{{stall}},win:cell-{c:03d}")
+            assert [int(e[0].split(b"-")[0]) for e in entries] == [m.reports[0].timestamp_ms for m in msgs[:25]]
+        acks = await publish(grpc_port, msgs[25:])
+        assert all(a.accepted == CELLS for a in acks)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            for k, f in ref_fc.items():
+                for _ in range(100):
+                    body = (await http.get(f"/v1/cells/{k}/forecast")).json()
+                    if int(body.get("timestampMs", 0)) == f.timestamp_ms:
+                        break
+                    await asyncio.sleep(0.05)
+                got = np.array([body["point"][t] for t in f.target_names]).T.ravel()
+                np.testing.assert_allclose(got, np.array(f.point), rtol=1e-5, atol=1e-4)
+        proc.send_signal(signal.SIGTERM)  # graceful: writes final snapshots
+        proc.wait(20)
+        records = client.hgetall("{stall},state:s4d-test")
+        table = StateTable([(n, s.shape) for n, s in enumerate(ref_states["cell-000"])])
+        for k, ref_state in ref_states.items():
+            for a, b in zip(table.unpack(records[k.encode()][8:]), ref_state):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        client.close()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        rproc.send_signal(signal.SIGCONT)
+        rproc.kill()
+        rproc.wait()

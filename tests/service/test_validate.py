@@ -80,3 +80,4 @@ def test_ignore_unknown_kpis_option():
     v = IngestValidator(KPIS, ignore_unknown_kpis=True)
     batch, rej = v.validate(msg([rep()], names=("DRB.UEThpDl", "Nope.Kpi")))
     assert rej.total == 0 and batch.values[0, 0] == 1.0 and math.isnan(batch.values[0, 1])
+

@@ -19,6 +19,10 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_OVERSIZED: _ClassVar[RejectReason]
     REJECT_REASON_OVERLOADED: _ClassVar[RejectReason]
     REJECT_REASON_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_TIMESTAMP_OUT_OF_RANGE: _ClassVar[RejectReason]
+    REJECT_REASON_SEQUENCE_GAP: _ClassVar[RejectReason]
+    REJECT_REASON_VALUE_OUT_OF_RANGE: _ClassVar[RejectReason]
+    REJECT_REASON_CAPACITY: _ClassVar[RejectReason]
 REJECT_REASON_UNSPECIFIED: RejectReason
 REJECT_REASON_MALFORMED: RejectReason
 REJECT_REASON_UNKNOWN_KPI: RejectReason
@@ -28,6 +32,10 @@ REJECT_REASON_DUPLICATE: RejectReason
 REJECT_REASON_OVERSIZED: RejectReason
 REJECT_REASON_OVERLOADED: RejectReason
 REJECT_REASON_UNAVAILABLE: RejectReason
+REJECT_REASON_TIMESTAMP_OUT_OF_RANGE: RejectReason
+REJECT_REASON_SEQUENCE_GAP: RejectReason
+REJECT_REASON_VALUE_OUT_OF_RANGE: RejectReason
+REJECT_REASON_CAPACITY: RejectReason
 
 class KpiReport(_message.Message):
     __slots__ = ("cell_id", "ue_id", "slice", "timestamp_ms", "sequence", "values", "absent")
