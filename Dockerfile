@@ -31,8 +31,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 RUN groupadd --gid 10001 xapp \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/xapp --shell /usr/sbin/nologin xapp \
-    && mkdir -p /bundles /work \
-    && chown 10001:10001 /bundles /work
+    && mkdir -p /bundles /work /var/lib/ms3m \
+    && chown 10001:10001 /bundles /work /var/lib/ms3m
 
 # -- the project wheel (no dependencies) -------------------------------------------------------------------------
 FROM base AS wheel
@@ -69,7 +69,9 @@ COPY deploy/entrypoint.sh /usr/local/bin/ms3m-entrypoint
 COPY deploy/healthcheck.py /usr/local/bin/ms3m-healthcheck
 COPY deploy/train-bundle.sh /usr/local/bin/ms3m-train-bundle
 COPY --chown=10001:10001 ${BUNDLE_DIR}/ /bundles/
-ENV MS3M_BUNDLES='["/bundles/default"]' \
+# the journal of acknowledged samples while Redis is unreachable (README, "Delivery guarantees"): mount a volume
+ENV MS3M_JOURNAL_DIR=/var/lib/ms3m/journal \
+    MS3M_BUNDLES='["/bundles/default"]' \
     MS3M_HTTP_PORT=8080 \
     MS3M_GRPC_PORT=50051
 WORKDIR /work

@@ -81,10 +81,12 @@ def ingest_limits(settings: Settings, kpis: list[str], bundles) -> IngestLimits:
         stats = []
         for b in bundles:
             n = b.manifest.normalization
+            if not any(n.input_mean) and all(sd == 1 for sd in n.input_std):
+                continue  # identity normalization (an untrained bundle): no training statistics to bound by
             stats += [(b.manifest.inputs, n.input_mean, n.input_std), (b.manifest.targets, n.target_mean, n.target_std)]
         low, high = plausible_range(kpis, stats, settings.value_range_sigmas)
-    return IngestLimits(settings.max_future_ms, settings.max_sample_age_ms or None, settings.max_sequence_gap, low,
-                        high)
+    return IngestLimits(settings.max_future_ms or None, settings.max_sample_age_ms or None, settings.max_sequence_gap,
+                        low, high)
 
 
 def memory_per_cell(settings: Settings, kpis: list[str], bundles) -> int:
@@ -152,8 +154,12 @@ class XApp:
                                          ingest_limits(s, self.kpis, self.bundles), clock)
         journal = None
         if self.buffer is not None and not isinstance(self.buffer, MemoryWindowBuffer) and s.journal:
-            journal = DiskJournal(s.journal_path, self.kpis, s.journal_max_samples)
-            if journal.samples:
+            try:
+                journal = DiskJournal(s.journal_path, self.kpis, s.journal_max_samples)
+            except OSError as e:  # JournalError (acknowledged samples of other KPIs) stops the start instead
+                log.error("journal %s not usable (%s): while the buffer is unreachable, reports are refused as "
+                          "UNAVAILABLE; set MS3M_JOURNAL_DIR to a writable directory", s.journal_path, e)
+            if journal is not None and journal.samples:
                 log.warning("journal %s holds %d acknowledged samples from an earlier run; they go to the "
                             "buffer before state is restored", journal.path, journal.samples)
         self.pipeline = IngestPipeline(self.validator, self.buffer, self.engine, self.metrics,

@@ -199,6 +199,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     _output_args(sv)
     sv.set_defaults(handler=_cmd_bench_service)
+    mem = bsub.add_parser(
+        "memory",
+        help="resident memory per cell: window buffer + model state, at 10k and 100k cells",
+        description="For the MS³M and S4D registry-default bundles (or --bundle), in a fresh process each: fill "
+        "the embedded window buffer with a full window for every cell and step every cell once; prints RSS, its "
+        "growth per cell, and the allocated buffer / state / bookkeeping bytes per cell. A 'chatty' row shows "
+        "that one cell sending a whole window does not grow the other cells' allocation.",
+    )
+    mem.add_argument("--bundle", action="append", help="bundle directory (repeatable; default MS³M and S4D)")
+    mem.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000], help="cell counts")
+    mem.add_argument("--window", type=int, help="window length (default: the service's window_length)")
+    _output_args(mem)
+    mem.set_defaults(handler=_cmd_bench_memory)
     c = bsub.add_parser(
         "controllability",
         help="does the objective steer MS³M's compute, and does MS³M beat its own experts?",
@@ -255,8 +268,23 @@ def _cmd_bench_controllability(args: argparse.Namespace) -> int:
 def _cmd_bench_service(args: argparse.Namespace) -> int:
     from service.bench import service
 
-    result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
-                         buffer=args.buffer, naive=not args.no_naive, progress=_bench_progress(args))
+    try:
+        result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
+                             buffer=args.buffer, naive=not args.no_naive, progress=_bench_progress(args))
+    except service.ConservationError as e:
+        print(f"ms3m bench service: FAILED, samples lost: {e}", file=sys.stderr)
+        return 1
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_memory(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.bench import memory
+
+    bundles = [(Path(b).name, Path(b)) for b in args.bundle] if args.bundle else None
+    result = memory.run(bundles=bundles, cells=args.cells, window=args.window, progress=_bench_progress(args))
     print_result(result, args.json)
     return 0
 

@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     ignore_unknown_kpis: bool = False  # True: drop unknown measurement names instead of rejecting reports
 
     # Ingest bounds: what would corrupt a series or a state is refused with a counted reason
-    max_future_ms: int | None = Field(86_400_000, ge=0)  # timestamps at most this far ahead of the clock
+    max_future_ms: int = Field(86_400_000, ge=0)  # timestamps at most this far ahead of the clock (0: any)
     max_sample_age_ms: int = Field(7 * 86_400_000, ge=0)  # ... and at most this far behind (0: any age)
-    max_sequence_gap: int | None = Field(1_000_000, ge=1)  # sequence jump past a series' last one
+    # sequence jump past a series' last one: 2^40 lets a publisher numbering by the µs clock pause 12 days
+    max_sequence_gap: int | None = Field(2**40, ge=1)
     value_range_sigmas: float | None = Field(1000.0, gt=0)  # plausible: bundle mean ± this × std (None: float32)
 
     # Forecasts, router, actions

@@ -117,7 +117,7 @@ async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, b
     from service.sim.simulator import simulate
 
     settings = Settings(bundles=[bundle], buffer="memory", http_port=http_port, grpc_port=grpc_port,
-                        decision_period_samples=30)
+                        decision_period_samples=30, max_future_ms=0)  # simulated time runs ahead of the clock
     xapp = XApp(settings)
     try:
         await xapp.start()

@@ -75,19 +75,25 @@ def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cel
     p = psutil.Process(proc.pid)
     _get(http, "/v1/stats?reset=true")
     before = _get(http, "/v1/stats")["samples"]
+    counts0 = _counts(http)
     cpu0, t0 = p.cpu_times(), time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "service.cli", "simulate", "--target", f"127.0.0.1:{grpc_port}",
                           "--cells", str(cells), "--rate", str(rate), "--duration", str(duration), "--json",
                           "--quiet", "--start-ms", str(start_ms)], capture_output=True, text=True,
                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=duration + 120)
     sent = json.loads(sim.stdout.strip().splitlines()[-1]) if sim.stdout.strip() else {}
-    stats = _get(http, "/v1/stats")
-    for _ in range(200):  # let the queue drain: every accepted sample gets its forecast
-        if stats["queue"] == 0:
+    deadline = time.perf_counter() + 60
+    while True:  # let the engine finish: every accepted sample gets its forecast (or a counted drop)
+        now = _counts(http)
+        if now["accepted"] - counts0["accepted"] == (now["forecast"] + now["dropped"]
+                                                   - counts0["forecast"] - counts0["dropped"]):
             break
-        time.sleep(0.05)
-        stats = _get(http, "/v1/stats")
+        if time.perf_counter() > deadline:
+            break  # conservation() below says what is missing
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
+    stats = _get(http, "/v1/stats")
+    counts = conservation(counts0, _counts(http), sent)
     cpu1 = p.cpu_times()
     done = stats["samples"] - before
     lat = stats["latency_s"]
@@ -98,7 +104,35 @@ def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cel
         "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall),
         "rss_mb": round(p.memory_info().rss / 2**20), "rejected": sent.get("rejected"),
         "step_p50_ms": round(stats["step_s"]["p50"] * 1e3, 3) if stats["step_s"]["p50"] else None,
+        **counts,
     }
+
+
+def _counts(http: int) -> dict[str, float]:
+    """The xApp's conservation counters: accepted samples, forecasts (all models), dropped (all reasons)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text
+    total = lambda name: sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))  # noqa: E731
+    return {"accepted": total("ms3m_ingest_samples_total"), "forecast": total("ms3m_forecasts_total"),
+            "dropped": total("ms3m_engine_dropped_total")}
+
+
+class ConservationError(RuntimeError):
+    """An accepted sample neither came out as a forecast nor was counted as dropped."""
+
+
+def conservation(before: dict[str, float], after: dict[str, float], sent: dict) -> dict[str, int]:
+    """accepted / forecast / dropped over a phase; raises ConservationError when a sample vanished (or the
+    publisher's acknowledged count disagrees with the xApp's)."""
+    d = {k: int(after[k] - before[k]) for k in before}
+    if d["accepted"] != d["forecast"] + d["dropped"]:
+        raise ConservationError(f"{d['accepted']} samples accepted but {d['forecast']} forecast and {d['dropped']} "
+                                f"counted dropped: {d['accepted'] - d['forecast'] - d['dropped']} vanished")
+    if sent.get("accepted") is not None and int(sent["accepted"]) != d["accepted"]:
+        raise ConservationError(f"the publisher saw {sent['accepted']} samples acknowledged, the xApp counted "
+                                f"{d['accepted']} accepted")
+    return d
 
 
 async def _naive_load(port: int, rate: int, duration: float, cells: int, batch: int) -> dict:
@@ -155,10 +189,12 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
     rows = []
     proc, http, grpc_port = _start_xapp(bundle, buffer, root / "xapp.log")
     try:
-        base = int(time.time() * 1000) + 10**9
+        # simulated time of each phase in its own slot, all within the xApp's accepted window around the clock
+        spacing = int(max(*loads, 300_000) * duration / cells * 1000 * 1.5) + 3_600_000
+        base = int(time.time() * 1000) - spacing * (len(loads) + 2)
         for i, rate in enumerate([*loads, 0]):
             say(f"xApp: offered {rate or 'max'} samples/s for {duration:.0f} s")
-            rows.append(_xapp_phase(proc, http, grpc_port, rate, duration, cells, base + i * 10**10))
+            rows.append(_xapp_phase(proc, http, grpc_port, rate, duration, cells, base + i * spacing))
     finally:
         proc.terminate()
         proc.wait(20)
@@ -199,7 +235,7 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
 
     m = load_bundle(bundle).manifest
     return {"benchmark": "service", "columns": ["system", "offered_per_s", "sustained_per_s", "p50_ms", "p99_ms",
-                                                "cpu_percent", "rss_mb"],
+                                                "cpu_percent", "rss_mb", "accepted", "forecast", "dropped"],
             "rows": rows, "summary": summary,
             "settings": {"bundle": m.name, "model": m.model, "cells": cells, "duration_s": duration,
                          "buffer": buffer, "naive_batch": naive_batch, "naive_window": naive_window,

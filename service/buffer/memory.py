@@ -20,7 +20,7 @@ from service.buffer.base import SampleBatch, Samples
 
 MAX_SERIES_KEY_CHARS = 512
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
-PAGE_ROWS = 32  # rows per page of the memory buffer's pool
+PAGE_ROWS = 16  # rows per page of the memory buffer's pool
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -192,8 +192,8 @@ class _Slab:
         if allocate and (page < 0).any():
             missing = np.unique(row[page < 0] * self.m + lp[page < 0])
             need = self.used + len(missing)
-            if need > self.ts.shape[0]:
-                self._grow_pool(max(need, 2 * self.ts.shape[0]))
+            if need > self.ts.shape[0]:  # by a quarter: the pool is most of the buffer's memory
+                self._grow_pool(max(need, self.ts.shape[0] + self.ts.shape[0] // 4 + 64))
             self.pages.reshape(-1)[missing] = np.arange(self.used, need, dtype=np.int32)
             self.used = need
             page = self.pages[row, lp]

@@ -100,7 +100,10 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     s.add_argument("--cycle-steps", type=_positive_int, default=1440,
                    help="reports per simulated day (default 1440: a day at 1-minute steps)")
     s.add_argument("--no-anomalies", action="store_true", help="no injected surges, outages or interference")
-    s.add_argument("--start-ms", type=int, help="first simulated timestamp, Unix ms (default now)")
+    s.add_argument("--start-ms", type=int,
+                   help="first simulated timestamp, Unix ms (default: so that a paced run with --duration ends "
+                        "now; else now). The xApp refuses timestamps over a day ahead of its clock "
+                        "(MS3M_MAX_FUTURE_MS) or a week behind (MS3M_MAX_SAMPLE_AGE_MS)")
     _add_delivery_args(p)
     p.set_defaults(handler=_cmd_simulate)
     return p

@@ -323,6 +323,9 @@ class Pacer:
             await self.sleep(wait)
 
 
+MAX_BACKDATE_MS = 6 * 86_400_000  # within the xApp's default max_sample_age_ms (7 days)
+
+
 async def simulate(
     target: str = "localhost:50051",
     *,
@@ -395,9 +398,11 @@ async def simulate(
         mine = np.flatnonzero(node_of == k)
         local[mine] = pub.register([keys[i] for i in mine])
     rng = np.random.default_rng([seed, 2])
-    if start_ms is None:
+    if start_ms is None:  # a bounded, paced run ends near the wall clock (the xApp bounds how far ahead it may be)
         now_ms = time.time_ns() // 1_000_000
-        start_ms = now_ms - now_ms % int(period_ms)
+        span = int(rate * duration_s / S) * int(period_ms) if rate and duration_s is not None else 0
+        start_ms = now_ms - min(span, MAX_BACKDATE_MS)
+        start_ms -= start_ms % int(period_ms)
     rounds_per_block = max(1, min(MAX_BLOCK, 65_536 // S))
     config = {"target": target, "n_cells": n_cells, "series": S, "slices": slices, "nodes": len(pubs),
               "kpis": kpis, "period_ms": int(period_ms), "rate": rate,

@@ -498,3 +498,23 @@ async def test_append_throughput_printed(make_buffer, capsys):
     with capsys.disabled():
         print(f"\n{type(buf).__name__}: append of {n} samples over {n_series} series: "
               f"{n / best:,.0f} samples/s ({best * 1e3:.2f} ms per batch, best of {rounds})")
+
+
+async def test_memory_buffer_one_chatty_series_does_not_grow_the_others():
+    from service.buffer.memory import PAGE_ROWS
+
+    W, n = 256, 2000
+    buf = MemoryWindowBuffer(KPIS, W)
+    keys = [f"c{i}" for i in range(n)]
+    await buf.append(SampleBatch(keys, np.full(n, 10, np.int64), np.ones(n, np.uint64),
+                                 np.zeros((n, len(KPIS)), np.float32)))
+    quiet = buf._slab.used
+    t = np.arange(11, 11 + 4 * W, dtype=np.int64)
+    await buf.append(SampleBatch(["c0"] * len(t), t, np.arange(2, 2 + len(t), dtype=np.uint64),
+                                 np.ones((len(t), len(KPIS)), np.float32)))
+    assert quiet == n  # one page per series that sent one sample
+    assert buf._slab.used == n - 1 + buf._slab.m  # the chatty one holds its own ring only
+    assert buf._slab.m * PAGE_ROWS <= W + 2 * PAGE_ROWS
+    w = await buf.window("c0")
+    assert len(w) == W and w.timestamp_ms.tolist() == t[-W:].tolist()
+    assert len(await buf.window("c1")) == 1
