@@ -197,7 +197,8 @@ class XApp:
         return ok, {"reasons": reasons}
 
     def public_config(self) -> dict:
-        return {"settings": self.settings.public_dict(), "kpis": self.kpis,
+        return {"settings": self.settings.public_dict(), "kpis": self.kpis, "max_cells": self.max_cells,
+                "journal": str(self.journal.path) if self.journal is not None else None,
                 "models": [self.model_info(h) for h in self.hosts], "descriptor": self.descriptor}
 
     def model_info(self, host: ModelHost) -> dict:

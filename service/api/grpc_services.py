@@ -23,11 +23,8 @@ class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
         self.xapp = xapp
 
     async def _check_capacity(self, msg: kpm_pb2.KpiIndication, context) -> None:
-        engine, limit = self.xapp.engine, self.xapp.settings.max_queue_samples
-        if engine.depth + len(msg.reports) > limit:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"step engine queue full ({engine.depth} samples waiting); retry message "
-                                f"{msg.message_id} later")
+        if (why := self.xapp.pipeline.queue_full(len(msg.reports))) is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why} (message {msg.message_id})")
 
     async def Publish(self, request_iterator, context):
         total = kpm_pb2.IngestAck()

@@ -136,8 +136,8 @@ def create_app(xapp: XApp, registry: CollectorRegistry) -> FastAPI:
             msg = json_format.Parse(await request.body(), kpm_pb2.KpiIndication())
         except (json_format.ParseError, UnicodeDecodeError) as e:
             return JSONResponse({"detail": f"not a KpiIndication: {e}"}, 422)
-        if xapp.engine.depth + len(msg.reports) > xapp.settings.max_queue_samples:
-            return JSONResponse({"detail": "step engine queue full; retry later"}, 503, headers={"Retry-After": "1"})
+        if (why := xapp.pipeline.queue_full(len(msg.reports))) is not None:
+            return JSONResponse({"detail": why}, 503, headers={"Retry-After": "1"})
         ack = await xapp.ingest(msg)
         return JSONResponse(json_format.MessageToDict(ack))
 

@@ -190,3 +190,20 @@ async def test_new_series_beyond_max_cells_are_refused_not_dropped(tmp_path):
             text = (await http.get("/metrics")).text
         assert metric(text, "ms3m_ingest_rejected_total", 'reason="capacity"') == 8
         assert metric(text, "ms3m_engine_dropped_total") == 0
+
+
+def test_default_max_cells_fits_the_machine(tmp_path):
+    import psutil
+
+    from service.app import auto_max_cells, memory_per_cell
+    from service.config import Settings
+
+    bundles = [load_bundle(make_bundle(tmp_path, "ms3m"))]
+    s = Settings(buffer="memory")
+    assert s.max_cells is None  # the default is computed, not 1M
+    per_cell = memory_per_cell(s, KPIS, bundles)
+    state = sum(4 * int(np.prod(f.shape)) for f in bundles[0].manifest.state)
+    assert per_cell > s.window_length * (16 + 4 * len(KPIS)) + state
+    n = auto_max_cells(s, KPIS, bundles)
+    assert 1000 <= n <= 1_000_000 and n * per_cell <= 0.5 * psutil.virtual_memory().total
+    assert memory_per_cell(Settings(buffer="redis"), KPIS, bundles) < per_cell  # the window lives in Redis
