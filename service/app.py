@@ -11,14 +11,12 @@ restart equals the uninterrupted run.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,10 @@ import numpy as np
 import uvicorn
 from grpc_health.v1 import health_pb2
 
-from ms3m.v1 import common_pb2, forecast_pb2, kpm_pb2
+from ms3m.v1 import forecast_pb2, kpm_pb2
 from service.a1.store import PolicyStore, parse_series
 from service.actions.policy import Action, ActionConfig, ActionPolicy
+from service.api.convert import ForecastRow, forecast_proto
 from service.api.grpc_server import create_grpc_server
 from service.api.rest import create_app
 from service.buffer.base import BufferUnavailable, SampleBatch, WindowBuffer
@@ -36,6 +35,7 @@ from service.buffer.memory import MemoryWindowBuffer
 from service.config import Settings
 from service.engine.engine import StepBatch, StepEngine
 from service.engine.host import ModelHost
+from service.events import EventHub
 from service.ingest.journal import DiskJournal
 from service.ingest.pipeline import IngestPipeline
 from service.ingest.validate import IngestLimits, IngestValidator, plausible_range
@@ -46,11 +46,6 @@ from service.runtime.bundle import load_bundle
 log = logging.getLogger("ms3m.xapp")
 R = kpm_pb2.RejectReason
 OBJECTIVE_NAMES = np.array(["accuracy", "latency", "energy", "balanced"])
-ACTION_KINDS = {"slice_prb_quota": forecast_pb2.ACTION_KIND_SLICE_PRB_QUOTA,
-                "traffic_steering": forecast_pb2.ACTION_KIND_TRAFFIC_STEERING,
-                "cell_sleep": forecast_pb2.ACTION_KIND_CELL_SLEEP,
-                "anomaly_alarm": forecast_pb2.ACTION_KIND_ANOMALY_ALARM}
-
 
 def service_kpis(bundles) -> list[str]:
     """The column order of samples: every input and target KPI of the bundles, first bundle first."""
@@ -117,16 +112,6 @@ def auto_max_cells(settings: Settings, kpis: list[str], bundles) -> int:
     return int(max(1000, min(1_000_000, 0.5 * avail // max(1, memory_per_cell(settings, kpis, bundles)))))
 
 
-@dataclass(eq=False)  # identity: each stream is its own subscriber
-class Subscriber:
-    queue: asyncio.Queue
-    cells: set[str] | None
-    forecasts: bool
-    actions: bool
-    action_kinds: set[int] | None
-    dropped: int = 0
-
-
 class XApp:
     """One xApp instance. `await start()` binds both ports (0 = any free port), `await stop()` drains."""
 
@@ -145,7 +130,8 @@ class XApp:
         self._policy_version = -1
         primary = self.hosts[0] if self.hosts else None
         self.action_policy = ActionPolicy(primary.targets, ActionConfig(mode=s.action_mode)) if primary else None
-        self.actions: collections.deque[dict] = collections.deque(maxlen=s.action_log_size)
+        self.events = EventHub(primary, self.metrics, s.action_log_size)
+        self.actions = self.events.actions
         self.buffer = buffer if buffer is not None else (make_buffer(s, self.kpis) if self.kpis else None)
         self.restored = False
         self.engine = StepEngine(self.hosts, self.metrics, self._on_step, s.max_queue_samples, s.max_batch,
@@ -165,7 +151,7 @@ class XApp:
         self.pipeline = IngestPipeline(self.validator, self.buffer, self.engine, self.metrics,
                                        max_cells=self.max_cells, max_queue_samples=s.max_queue_samples,
                                        journal=journal)
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers = self.events.subscribers
         self._ingest_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -288,82 +274,7 @@ class XApp:
 
     # -- events to subscribers and the action log (event loop) -----------------------------------
     def _publish(self, series: list[str], res, acts: list[Action]) -> None:
-        primary = self.hosts[0]
-        for a in acts:
-            self.actions.append(self._action_dict(a))
-        if not self.subscribers:
-            return
-        index = {k: i for i, k in enumerate(series)}
-        for sub in list(self.subscribers):
-            rows = range(len(series)) if sub.cells is None else [index[c] for c in sub.cells if c in index]
-            events = []
-            if sub.forecasts:
-                events += [forecast_pb2.Event(forecast=self.forecast_proto(primary, series[i], res, i)) for i in rows]
-            if sub.actions:
-                for a in acts:
-                    kind = ACTION_KINDS[a.kind]
-                    wanted = not sub.action_kinds or kind in sub.action_kinds
-                    if (sub.cells is None or a.cell in sub.cells) and wanted:
-                        events.append(forecast_pb2.Event(action=self.action_proto(a, res, index.get(a.cell))))
-            for ev in events:
-                try:
-                    sub.queue.put_nowait(ev)
-                except asyncio.QueueFull:
-                    sub.dropped += 1
-                    self.metrics.subscriber_drops.inc()
-
-    def forecast_proto(self, host: ModelHost, series: str, res, i: int) -> forecast_pb2.Forecast:
-        cell, sl = parse_series(series)
-        f = forecast_pb2.Forecast(
-            cell_id=cell, timestamp_ms=int(res.timestamp_ms[i]), period_ms=host.period_ms,
-            horizon_steps=host.horizon, target_names=host.targets, point=res.point[i].ravel().tolist(),
-            lower=res.lower[i].ravel().tolist(), upper=res.upper[i].ravel().tolist(),
-            interval_coverage=host.intervals.coverage, model=host.name)
-        if "|ue=" in series:
-            f.ue_id = series.split("|ue=")[1].split("|")[0]
-        if sl is not None:
-            f.slice.sst = sl[0]
-            if sl[1] is not None:
-                f.slice.sd = sl[1]
-        if res.gate is not None:
-            active = host.active[res.slots[i]]
-            for name, scale, w, a in zip(host.expert_names, host.scales, res.gate[i].tolist(), active.tolist()):
-                f.experts.add(name=name, scale=scale, weight=w, active=a)
-        return f
-
-    def _action_dict(self, a: Action) -> dict:
-        return {"action_id": a.action_id, "cell_id": a.cell, "timestamp_ms": a.time_ms, "kind": a.kind,
-                "mode": a.mode, "reason": a.reason, "confidence": round(float(a.confidence), 4),
-                "detail": _jsonable(a.detail)}
-
-    def action_proto(self, a: Action, res, i: int | None) -> forecast_pb2.ControlAction:
-        msg = forecast_pb2.ControlAction(
-            action_id=a.action_id, cell_id=parse_series(a.cell)[0], timestamp_ms=a.time_ms,
-            kind=ACTION_KINDS[a.kind], reason=a.reason, confidence=float(a.confidence),
-            mode=common_pb2.ACTION_MODE_ENFORCE if a.mode == "enforce" else common_pb2.ACTION_MODE_RECOMMEND)
-        if i is not None:
-            msg.forecast.CopyFrom(self.forecast_proto(self.hosts[0], a.cell, res, i))
-        d = a.detail
-        if a.kind == "slice_prb_quota":
-            sst, sd = d["slice"]
-            msg.prb_quota.slice.sst = sst
-            if sd is not None:
-                msg.prb_quota.slice.sd = sd
-            msg.prb_quota.min_prb_ratio = int(d["min_prb_ratio"])
-            msg.prb_quota.max_prb_ratio = int(d["max_prb_ratio"])
-            msg.prb_quota.dedicated_prb_ratio = int(d["dedicated_prb_ratio"])
-        elif a.kind == "traffic_steering":
-            msg.steering.target_cell_id = d.get("target_cell_id", "")
-            msg.steering.traffic_share = float(d.get("traffic_share", 0.0))
-        elif a.kind == "cell_sleep":
-            msg.sleep.sleep = bool(d["sleep"])
-            msg.sleep.duration_s = int(d.get("duration_s", 0))
-        elif a.kind == "anomaly_alarm":
-            for k in ("observed", "expected", "lower", "upper"):
-                setattr(msg.alarm, k, float(d[k]))
-            msg.alarm.kpi = d["kpi"]
-            msg.alarm.severity = int(d["severity"])
-        return msg
+        self.events.publish(series, res, acts)
 
     # -- forecasts on request ---------------------------------------------------------------------------
     def latest_forecast(self, series: str, host: ModelHost | None = None) -> forecast_pb2.Forecast | None:
@@ -372,19 +283,9 @@ class XApp:
         if hit is None:
             return None
         ts, point, lower, upper, gate = hit
-
-        @dataclass
-        class _Row:  # the shape forecast_proto reads
-            timestamp_ms: np.ndarray
-            point: np.ndarray
-            lower: np.ndarray
-            upper: np.ndarray
-            gate: np.ndarray | None
-            slots: np.ndarray
-
-        row = _Row(np.array([ts]), point[None], lower[None], upper[None], None if gate is None else gate[None],
-                   np.array([host.table.slot(series)]))
-        return self.forecast_proto(host, series, row, 0)
+        row = ForecastRow(np.array([ts]), point[None], lower[None], upper[None], None if gate is None else gate[None],
+                          np.array([host.table.slot(series)]))
+        return forecast_proto(host, series, row, 0)
 
     async def predict_samples(self, cell_id: str, period_ms: int, names: list[str],
                               reports: list) -> tuple[forecast_pb2.Forecast | None, str]:
@@ -620,16 +521,6 @@ class XApp:
         if self.buffer is not None:
             with contextlib.suppress(Exception):
                 await self.buffer.close()
-
-
-def _jsonable(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, list | tuple):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, np.generic):
-        return d.item()
-    return d
 
 
 async def serve_until_signalled(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""Architecture rules: nothing in models/ imports the service; the serving path never imports torch."""
+"""Architecture rules: nothing in models/ imports the service; the serving path never imports torch; no
+import cycle among the project's modules."""
 
 from __future__ import annotations
 
@@ -34,3 +35,57 @@ def test_serving_modules_do_not_import_torch():
         "bad = [m for m in ('torch', 'models') if m in sys.modules]\nassert not bad, bad\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Project module → project modules it imports at run time (imports under TYPE_CHECKING excluded)."""
+    files = {}
+    for root in ("models", "service"):
+        for f in (REPO / root).rglob("*.py"):
+            parts = list(f.relative_to(REPO).with_suffix("").parts)
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {}
+    for mod, f in files.items():
+        tree = ast.parse(f.read_text())
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+            node.test) for sub in node.body for n in ast.walk(sub)}
+        deps = set()
+        for node in ast.walk(tree):
+            if id(node) in skip or not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    pkg = mod.split(".") if f.name == "__init__.py" else mod.split(".")[:-1]
+                    base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            for n in names:
+                while n and n not in files:
+                    n = n.rpartition(".")[0]
+                if n and n != mod:
+                    deps.add(n)
+        graph[mod] = {d for d in deps if not d.startswith(mod + ".")}  # a package re-exporting its modules
+    return graph
+
+
+def test_no_import_cycle_among_the_project_modules():
+    graph = _module_graph()
+    assert graph.get("service.app")
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    cycles: list[list[str]] = []
+
+    def visit(mod: str, path: list[str]) -> None:
+        state[mod] = 1
+        for dep in sorted(graph.get(mod, ())):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep):], dep] if dep in path else [mod, dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[mod] = 2
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [mod])
+    assert cycles == [], "import cycles: " + "; ".join(" → ".join(c) for c in cycles)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.training.config import PreparedData, TrainConfig
 from models.training.series import ZScore
-from models.training.trainer import PreparedData, TrainConfig
 
 # Main forecasting target of each known dataset (the rest of its KPIs are inputs by default).
 DEFAULT_TARGETS = {"synthetic": ["DRB.UEThpDl"], "irish5g": ["DRB.UEThpDl"]}

@@ -10,6 +10,7 @@ import grpc
 
 from ms3m.v1 import forecast_pb2, forecast_pb2_grpc, kpm_pb2, kpm_pb2_grpc
 from service.api.grpc_server import Registrar
+from service.events import Subscriber
 
 if TYPE_CHECKING:
     from service.app import XApp
@@ -79,7 +80,6 @@ class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
         return resp
 
     async def Subscribe(self, request: forecast_pb2.SubscribeRequest, context):
-        from service.app import Subscriber
 
         kinds = set(request.kinds)
         sub = Subscriber(asyncio.Queue(MAX_SUBSCRIBER_QUEUE), set(request.cell_ids) or None,
