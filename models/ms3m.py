@@ -36,11 +36,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from contract.objectives import OBJECTIVES, objective_array
 from models.base import ModelConfig, State, StateField, StreamingModel
 from models.registry import create_model, model_class, register
 from models.scan import linear_scan
 
-OBJECTIVES = ("accuracy", "latency", "energy", "balanced")
 EMA_RATES = (0.5, 0.1, 0.02)  # gate context: exponential moving averages of the inputs
 
 # Default experts: three kinds at scales 1 / 4 / 16. Their Δt / |λ| ranges bound each expert's memory
@@ -61,15 +61,8 @@ DEFAULT_COST_WEIGHTS = {"accuracy": 0.0, "latency": 0.05, "energy": 0.3, "balanc
 
 def objective_vector(objective: str = "balanced", budget: float = 1.0, batch: int = 1,
                      dtype: torch.dtype = torch.float32) -> Tensor:
-    """(batch, 5): one-hot objective ⊕ compute budget in (0, 1]."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if not 0 < budget <= 1:
-        raise ValueError(f"compute budget must be in (0, 1], got {budget}")
-    v = torch.zeros(batch, len(OBJECTIVES) + 1, dtype=dtype)
-    v[:, OBJECTIVES.index(objective)] = 1
-    v[:, -1] = budget
-    return v
+    """(batch, 5): one-hot objective ⊕ compute budget in (0, 1] (contract.objectives)."""
+    return torch.from_numpy(objective_array(objective, budget, batch, "float64")).to(dtype)
 
 
 def sample_objectives(batch: int, generator: torch.Generator | None = None,

@@ -24,8 +24,10 @@ import numpy as np
 import uvicorn
 from grpc_health.v1 import health_pb2
 
+from contract.objectives import objective_names
+from contract.series import parse_series
 from ms3m.v1 import forecast_pb2, kpm_pb2
-from service.a1.store import PolicyStore, parse_series
+from service.a1.store import PolicyStore
 from service.actions.policy import Action, ActionConfig, ActionPolicy
 from service.api.convert import ForecastRow, forecast_proto
 from service.api.grpc_server import create_grpc_server
@@ -45,7 +47,6 @@ from service.runtime.bundle import load_bundle
 
 log = logging.getLogger("ms3m.xapp")
 R = kpm_pb2.RejectReason
-OBJECTIVE_NAMES = np.array(["accuracy", "latency", "energy", "balanced"])
 
 def service_kpis(bundles) -> list[str]:
     """The column order of samples: every input and target KPI of the bundles, first bundle first."""
@@ -240,7 +241,7 @@ class XApp:
         series = list(step.series) if ok.all() else [k for k, o in zip(step.series, ok.tolist()) if o]
         acts: list[Action] = []
         if self.action_policy is not None:
-            objective = OBJECTIVE_NAMES[np.argmax(primary.objective[res.slots, :4], 1)].tolist()
+            objective = objective_names(primary.objective[res.slots])
             slices = [parse_series(k)[1] for k in series]
             acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
                                              res.upper, res.actual, res.outside, slices, objective,

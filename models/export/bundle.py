@@ -7,7 +7,6 @@ torch); this module produces exactly that layout. Weights go through safetensors
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -17,20 +16,10 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from contract.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, sha256_file
 from models.base import StreamingModel
 from models.export.step_graph import ONNX_OPSET, export_onnx, export_torchscript, graph_io_names
 from models.registry import model_from_config
-
-BUNDLE_FORMAT = "ms3m-bundle"
-BUNDLE_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def identity_normalization(d_input: int, n_targets: int) -> dict[str, list[float]]:
@@ -69,7 +58,7 @@ def write_bundle(
 
         def add(role: str, rel: str, into: dict | None = None) -> None:
             target = files if into is None else into
-            target[role if into is None else "onnx"] = {"path": rel, "sha256": _sha256(tmp / rel)}
+            target[role if into is None else "onnx"] = {"path": rel, "sha256": sha256_file(tmp / rel)}
 
         state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state_dict, str(tmp / "weights.safetensors"), metadata={"model": model.name})
@@ -102,7 +91,7 @@ def write_bundle(
             from models.export.ms3m_graphs import export_ms3m_graphs
 
             manifest.update(export_ms3m_graphs(model, tmp, add))
-        (tmp / "config.json").write_text(json.dumps(manifest, indent=2))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -115,7 +104,7 @@ def write_bundle(
 def load_bundle_model(root: str | Path) -> tuple[StreamingModel, dict[str, Any]]:
     """Rebuild the torch model of a bundle (eval mode, float32) and return it with its manifest."""
     root = Path(root)
-    manifest = json.loads((root / "config.json").read_text())
+    manifest = json.loads((root / MANIFEST).read_text())
     model = model_from_config(manifest["model"], manifest["config"])
     weights = load_file(str(root / manifest["files"]["weights"]["path"]))
     model.load_state_dict(weights, strict=True)

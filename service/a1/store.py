@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from contract.objectives import objective_array
+from contract.series import parse_series
 from ms3m.v1 import common_pb2, policy_pb2
 from service.a1.objective import policy_from_json, policy_to_json
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 MAX_POLICIES = 10_000
-OBJECTIVE_NAMES = ("accuracy", "latency", "energy", "balanced")
 
 
 @dataclass(frozen=True)
@@ -31,26 +34,11 @@ class Objective:
     policy_id: str | None = None
 
     def vector(self) -> list[float]:
-        """one-hot objective ⊕ budget (the MS³M gate's objective input)."""
-        v = [0.0] * (len(OBJECTIVE_NAMES) + 1)
-        v[OBJECTIVE_NAMES.index(self.objective)] = 1.0
-        v[-1] = self.budget
-        return v
+        """one-hot objective ⊕ budget (contract.objectives: the MS³M gate's objective input)."""
+        return objective_array(self.objective, self.budget, dtype=np.float64)[0].tolist()
 
 
 DEFAULT = Objective()
-
-
-def parse_series(key: str) -> tuple[str, tuple[int, int | None] | None]:
-    """(cell id, (sst, sd) or None) from a series key (service.buffer.series_key)."""
-    if "|" not in key:  # a plain cell id, the common case
-        return key, None
-    cell, _, rest = key.partition("|")
-    for part in rest.split("|"):
-        if part.startswith("s="):
-            sst, _, sd = part[2:].partition(".")
-            return cell, (int(sst), int(sd) if sd else None)
-    return cell, None
 
 
 class PolicyStore:
@@ -127,3 +115,6 @@ class PolicyStore:
         return {"enforceStatus": "ENFORCED" if cells_in_scope else "NOT_ENFORCED",
                 "enforceReason": f"objective applied to {cells_in_scope} series" if cells_in_scope
                 else "no known series matches the policy scope yet"}
+
+
+__all__ = ["DEFAULT", "Objective", "PolicyStore", "parse_series"]

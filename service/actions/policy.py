@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contract.objectives import OBJECTIVES
+
 KINDS = ("slice_prb_quota", "traffic_steering", "cell_sleep", "anomaly_alarm")
 MODES = ("recommend", "enforce")
-OBJECTIVES = ("accuracy", "latency", "energy", "balanced")
 SLEEP_OBJECTIVES = frozenset({"energy", "balanced"})
 
 # hysteresis channels and the action kind (index into KINDS) each one emits

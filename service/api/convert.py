@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from contract.series import parse_series
 from ms3m.v1 import common_pb2, forecast_pb2
-from service.a1.store import parse_series
 from service.actions.policy import Action
 from service.engine.host import ModelHost
 

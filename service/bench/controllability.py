@@ -40,10 +40,10 @@ def serve_stream(bundle: Path, X: np.ndarray, objective: str | None, budget: flo
                  decision_period: int = 60, window: int = 2048, burn_in: int = 64) -> dict[str, Any]:
     """Serve raw KPI streams X (C, T, D in the bundle's input order) through ModelHost (+ ExpertRouter for
     MS³M); returns errors, measured expert compute and the gate weights over time."""
+    from contract.objectives import objective_array
     from service.engine.host import ModelHost
     from service.router.router import ExpertRouter
     from service.runtime import load_bundle
-    from service.runtime.ms3m_stepper import objective_array
 
     b = load_bundle(bundle)
     m = b.manifest

@@ -71,16 +71,6 @@ class Samples:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros((0, d), np.float32))
 
 
-def series_key(cell_id: str, ue_id: str | None = None, sst: int | None = None, sd: int | None = None) -> str:
-    """The series key: the cell id alone for cell-level reports, else cell|ue=…|s=sst.sd."""
-    key = cell_id
-    if ue_id:
-        key += f"|ue={ue_id}"
-    if sst is not None:
-        key += f"|s={sst}" + (f".{sd}" if sd is not None else "")
-    return key
-
-
 class WindowBuffer(Protocol):
     """What the service needs from a window buffer. All methods are coroutines (asyncio)."""
 

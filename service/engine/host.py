@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.objectives import OBJECTIVE_DIM, objective_array
 from service.actions.conformal import ConformalIntervals
 from service.engine.state_table import StateTable, TableFullError
 from service.runtime.backends import create_runtime
 from service.runtime.bundle import Bundle
-from service.runtime.ms3m_stepper import OBJECTIVES, MS3MStepper
+from service.runtime.ms3m_stepper import MS3MStepper
 
-DEFAULT_OBJECTIVE = np.array([0, 0, 0, 1, 1.0], np.float32)  # balanced, full budget
+DEFAULT_OBJECTIVE = objective_array("balanced", 1.0)[0]
 
 
 @dataclass
@@ -103,7 +104,7 @@ class ModelHost:
         H, K, E = self.horizon, self.n_targets, len(self.expert_names)
         specs = {"last_ts": (-1, (), np.int64), "dirty": (False, (), bool), "point": (np.nan, (H, K), np.float32),
                  "lower": (np.nan, (H, K), np.float32), "upper": (np.nan, (H, K), np.float32),
-                 "objective": (0.0, (len(OBJECTIVES) + 1,), np.float32), "enforce": (False, (), bool)}
+                 "objective": (0.0, (OBJECTIVE_DIM,), np.float32), "enforce": (False, (), bool)}
         if E:
             # pending_off: experts the router switched off, kept running until a new expert is warm
             specs.update(active=(True, (E,), bool), pending_off=(False, (E,), bool), gate=(np.nan, (E,), np.float32))

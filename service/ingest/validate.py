@@ -12,7 +12,6 @@ durable, so a failed append can be retried without being taken for a duplicate.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from itertools import chain
 
 import numpy as np
 
+from contract.series import ID_PATTERN, series_key
 from ms3m.v1 import kpm_pb2
-from service.buffer.base import SampleBatch, series_key
+from service.buffer.base import SampleBatch
 
 R = kpm_pb2.RejectReason
-CELL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+CELL_ID = ID_PATTERN
 MAX_DETAILS = 32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.objectives import OBJECTIVES
 from service.engine.host import ModelHost, StepResult
-from service.runtime.ms3m_stepper import OBJECTIVES
 
 COST_EXPONENT = {"accuracy": 0.0, "latency": 0.5, "energy": 1.0, "balanced": 0.5}
 MIN_RELATIVE_SCORE = {"accuracy": 0.0, "latency": 0.1, "energy": 0.3, "balanced": 0.1}

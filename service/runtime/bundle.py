@@ -15,16 +15,14 @@ Loading validates everything and raises BundleError naming the bundle and the of
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-BUNDLE_FORMAT = "ms3m-bundle"
-BUNDLE_VERSION = 1
-MANIFEST = "config.json"
+from contract.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, sha256_file
+
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 
 
@@ -146,14 +144,6 @@ class BundleManifest(_Strict):
                 n *= d
             total += n
         return total
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Bundle:

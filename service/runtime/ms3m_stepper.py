@@ -15,22 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.objectives import objective_array
 from service.runtime.backends import OnnxStepRuntime
 from service.runtime.bundle import Bundle
-
-OBJECTIVES = ("accuracy", "latency", "energy", "balanced")
-
-
-def objective_array(objective: str, budget: float, batch: int) -> np.ndarray:
-    """(batch, 5) float32: one-hot objective ⊕ budget (same encoding as models.ms3m.objective_vector)."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if not 0 < budget <= 1:
-        raise ValueError(f"compute budget must be in (0, 1], got {budget}")
-    v = np.zeros((batch, len(OBJECTIVES) + 1), np.float32)
-    v[:, OBJECTIVES.index(objective)] = 1
-    v[:, -1] = budget
-    return v
 
 
 @dataclass

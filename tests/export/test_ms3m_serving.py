@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from contract.objectives import objective_array
 from models.export import write_bundle
 from models.ms3m import objective_vector
 from service.runtime import load_bundle
-from service.runtime.ms3m_stepper import MS3MStepper, objective_array
+from service.runtime.ms3m_stepper import MS3MStepper
 from tests.models.test_ms3m import tiny
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from service.a1.store import DEFAULT, PolicyStore, parse_series
+from contract.series import parse_series
+from service.a1.store import DEFAULT, PolicyStore
 
 
 def test_most_specific_policy_wins():
