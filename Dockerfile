@@ -41,6 +41,7 @@ WORKDIR /src
 COPY deploy/install.sh /usr/local/bin/ms3m-install
 COPY pyproject.toml README.md ./
 COPY proto ./proto
+COPY contract ./contract
 COPY models ./models
 COPY service ./service
 RUN PIP_ARGS="$PIP_ARGS" ms3m-install wheel /src /wheels

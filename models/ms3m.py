@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from contract.objectives import OBJECTIVES, objective_array
+from contract.objectives import OBJECTIVE_DIM, OBJECTIVES, check_objective
 from models.base import ModelConfig, State, StateField, StreamingModel
 from models.registry import create_model, model_class, register
 from models.scan import linear_scan
@@ -62,7 +62,11 @@ DEFAULT_COST_WEIGHTS = {"accuracy": 0.0, "latency": 0.05, "energy": 0.3, "balanc
 def objective_vector(objective: str = "balanced", budget: float = 1.0, batch: int = 1,
                      dtype: torch.dtype = torch.float32) -> Tensor:
     """(batch, 5): one-hot objective ⊕ compute budget in (0, 1] (contract.objectives)."""
-    return torch.from_numpy(objective_array(objective, budget, batch, "float64")).to(dtype)
+    check_objective(objective, budget)
+    v = torch.zeros(batch, OBJECTIVE_DIM, dtype=dtype)  # torch ops: traced with a symbolic batch on export
+    v[:, OBJECTIVES.index(objective)] = 1
+    v[:, -1] = budget
+    return v
 
 
 def sample_objectives(batch: int, generator: torch.Generator | None = None,
