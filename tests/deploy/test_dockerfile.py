@@ -279,7 +279,8 @@ def test_train_bundle_writes_once_and_cleans_up_on_failure(tmp_path):
 
 
 # -- the serving install in a fresh virtualenv (what `docker build` runs) -------------------------------------------
-BUILD_CONTEXT = ["pyproject.toml", "README.md", "proto", "contract", "models", "service"]  # the wheel stage's COPY sources
+# the wheel stage's COPY sources
+BUILD_CONTEXT = ["pyproject.toml", "README.md", "proto", "contract", "models", "service"]
 
 
 def test_build_context_list_matches_the_wheel_stage():
