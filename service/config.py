@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     runtime: Runtime = "onnxruntime"
     inference_threads: int = Field(1, ge=1, le=64)  # intra-op threads of the inference thread
     # series served at most; a new one beyond is refused (REJECT_REASON_CAPACITY). None: as many as half of
-    # the memory available at start holds (see XApp.memory_per_cell), at most 1M
+    # the memory available at start holds (see service.sizing.memory_per_cell), at most 1M
     max_cells: int | None = Field(None, ge=1)
     max_batch: int = Field(8192, ge=1)  # samples merged into one engine flush
     flush_ms: float = Field(0.5, gt=0, le=1000)  # wait at most this long to fill a batch (load batches anyway)

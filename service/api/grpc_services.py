@@ -13,14 +13,14 @@ from service.api.grpc_server import Registrar
 from service.events import Subscriber
 
 if TYPE_CHECKING:
-    from service.app import XApp
+    from service.api.port import XAppPort
 
 MAX_SUBSCRIBER_QUEUE = 10_000
 MAX_PREDICT_CELLS = 10_000
 
 
 class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
-    def __init__(self, xapp: XApp):
+    def __init__(self, xapp: XAppPort):
         self.xapp = xapp
 
     async def _check_capacity(self, msg: kpm_pb2.KpiIndication, context) -> None:
@@ -53,7 +53,7 @@ class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
 
 
 class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
-    def __init__(self, xapp: XApp):
+    def __init__(self, xapp: XAppPort):
         self.xapp = xapp
 
     async def Predict(self, request: forecast_pb2.PredictRequest, context):
@@ -96,7 +96,7 @@ class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
             self.xapp.metrics.subscribers.set(len(self.xapp.subscribers))
 
 
-def register_services(xapp: XApp) -> list[Registrar]:
+def register_services(xapp: XAppPort) -> list[Registrar]:
     def ingest(server: grpc.aio.Server) -> str:
         kpm_pb2_grpc.add_E2IngestServicer_to_server(E2IngestService(xapp), server)
         return kpm_pb2.DESCRIPTOR.services_by_name["E2Ingest"].full_name

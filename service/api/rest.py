@@ -19,7 +19,7 @@ from service import __version__
 from service.a1 import OBJECTIVE_POLICY_TYPE, OBJECTIVE_POLICY_TYPE_ID, PolicyValidationError
 
 if TYPE_CHECKING:
-    from service.app import XApp
+    from service.api.port import XAppPort
 
 
 class SampleIn(BaseModel):
@@ -46,7 +46,7 @@ def _forecast_json(f) -> dict[str, Any]:
     return d
 
 
-def create_app(xapp: XApp, registry: CollectorRegistry) -> FastAPI:
+def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
     """The REST app for one xApp instance."""
     app = FastAPI(title="MS³M xApp", version=__version__,
                   description="Streaming KPI forecasts and control actions from multi-scale state-space models. "

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from service.a1 import OBJECTIVE_POLICY_TYPE_ID
-from service.app import XApp
 from service.config import Settings
+from service.control import StepControl
 from tests.deploy.conftest import DESCRIPTOR, DESCRIPTOR_SCHEMA
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -96,8 +96,8 @@ def test_probes_hit_existing_endpoints(descriptor, live_service):
 
 
 def test_controls_are_the_keys_the_service_applies(descriptor):
-    """`controls` keys are exactly those XApp.apply_controls reads; defaults equal the Settings defaults."""
-    read = set(re.findall(r"controls\.get\(\"(\w+)\"\)", inspect.getsource(XApp.apply_controls)))
+    """`controls` keys are exactly those StepControl.apply_controls reads; defaults equal the Settings defaults."""
+    read = set(re.findall(r"controls\.get\(\"(\w+)\"\)", inspect.getsource(StepControl.apply_controls)))
     assert set(descriptor["controls"]) == read
     f = Settings.model_fields
     assert descriptor["controls"] == {"actionMode": f["action_mode"].default,

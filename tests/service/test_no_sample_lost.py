@@ -195,8 +195,8 @@ async def test_new_series_beyond_max_cells_are_refused_not_dropped(tmp_path):
 def test_default_max_cells_fits_the_machine(tmp_path):
     import psutil
 
-    from service.app import auto_max_cells, memory_per_cell
     from service.config import Settings
+    from service.sizing import auto_max_cells, memory_per_cell
 
     bundles = [load_bundle(make_bundle(tmp_path, "ms3m"))]
     s = Settings(buffer="memory")

@@ -1,0 +1,215 @@
+"""Control around the step: the engine's callback, MS³M expert warm-ups and the descriptor's controls.
+
+`StepControl.on_step` runs in the engine's worker thread after every sub-step: it applies the A1
+policies to cells it has not seen, feeds the routers (their decisions become warm-ups), asks the action
+policy for actions, and hands warm-ups and events to the event loop. `ExpertWarmups` reads each
+switched-on expert's window from the buffer (event loop) and warms it in the worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contract.objectives import objective_names
+from contract.series import parse_series
+from service.a1.store import PolicyStore
+from service.actions.policy import Action, ActionPolicy
+from service.buffer.base import BufferUnavailable, WindowBuffer
+from service.engine.engine import StepBatch, StepEngine
+from service.engine.host import ModelHost
+from service.events import EventHub
+from service.metrics import Metrics
+from service.router.router import ExpertRouter
+
+Warm = tuple[ModelHost, int, int]  # (host, slot, expert index)
+
+
+class ExpertWarmups:
+    """Warm switched-on experts from the cells' buffered windows (README, "Expert routing")."""
+
+    def __init__(self, hosts: list[ModelHost], buffer: WindowBuffer, engine: StepEngine, metrics: Metrics,
+                 window_length: int):
+        self.hosts, self.buffer, self.engine = hosts, buffer, engine
+        self.metrics = metrics
+        self.window_length = window_length
+        self.tasks: set[asyncio.Task] = set()
+
+    def schedule(self, warm: list[Warm]) -> None:
+        """Start warming (event loop); `cancel` stops what is still running."""
+        task = asyncio.ensure_future(self.run(warm))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cancel(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+
+    async def run(self, warm: list[Warm]) -> int:
+        """Warm every (host, slot, expert); returns how many were warmed. A buffer outage skips the group
+        (the expert stays off; the router asks again next period)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for host, slot, e in warm:
+            groups.setdefault((self.hosts.index(host), e), []).append(slot)
+        total = 0
+        for (hi, e), slots in groups.items():
+            host = self.hosts[hi]
+            series = [host.table.cell_of(s) for s in slots]
+            try:
+                windows = [await self.buffer.window(k, self.window_length) for k in series]
+            except BufferUnavailable:
+                self.metrics.redis_errors.labels("window").inc()
+                continue
+            total += await asyncio.wrap_future(self.engine.call(
+                lambda host=host, slots=slots, series=series, windows=windows, e=e:
+                self._warm(host, slots, series, windows, e)))
+        return total
+
+    def _warm(self, host: ModelHost, slots: list[int], series: list[str], windows, e: int) -> int:
+        """Worker thread: warm the slots still holding their series, with samples up to the last one stepped."""
+        keep, vals = [], []
+        for i, k in enumerate(series):
+            if host.table.cell_of(slots[i]) != k or not len(windows[i]):
+                continue  # the slot was reused for another series meanwhile
+            v = windows[i].values[windows[i].timestamp_ms <= host.last_ts[slots[i]]]
+            if len(v):
+                keep.append(i)
+                vals.append(v)
+        if keep:
+            host.warm(np.array([slots[i] for i in keep]), e, vals)
+            self.metrics.expert_warmups.inc(len(keep))
+        return len(keep)
+
+
+class StepControl:
+    """The step engine's callback and the controls it obeys. `loop` is set by the xApp when it starts."""
+
+    def __init__(self, hosts: list[ModelHost], routers: dict[str, ExpertRouter], policies: PolicyStore,
+                 action_policy: ActionPolicy | None, events: EventHub, metrics: Metrics,
+                 clock: Callable[[], float] = time.time):
+        self.hosts, self.routers, self.policies = hosts, routers, policies
+        self.action_policy = action_policy
+        self.events = events
+        self.metrics = metrics
+        self.clock = clock
+        self.warmups: ExpertWarmups | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._policy_version = -1
+
+    def on_step(self, step: StepBatch) -> None:
+        """Worker thread: policies → routers → actions; warm-ups and events go to the event loop."""
+        self.apply_policies()
+        warm: list[Warm] = []
+        for host, res in zip(self.hosts, step.results):
+            router = self.routers.get(host.name)
+            if router is None or res is None:
+                continue
+            due = router.observe(res)
+            if len(due):
+                self.metrics.router_decisions.inc(len(due))
+                for slot, e in router.decide(due):
+                    warm.append((host, slot, e))
+                    self.metrics.expert_activations.labels(host.expert_names[e]).inc()
+        if warm and self.loop is not None and self.warmups is not None:
+            self.loop.call_soon_threadsafe(self.warmups.schedule, warm)
+        primary, res = self.hosts[0], step.results[0]
+        if step.replay or res is None:
+            return
+        ok = step.ok[0]
+        series = list(step.series) if ok.all() else [k for k, o in zip(step.series, ok.tolist()) if o]
+        acts: list[Action] = []
+        if self.action_policy is not None:
+            objective = objective_names(primary.objective[res.slots])
+            slices = [parse_series(k)[1] for k in series]
+            enforce = [("enforce" if e else None) for e in primary.enforce[res.slots].tolist()]
+            acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
+                                             res.upper, res.actual, res.outside, slices, objective, enforce)
+            for a in acts:
+                self.metrics.actions.labels(a.kind, a.mode).inc()
+        if (self.events.subscribers or acts) and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.events.publish, series, res, acts)
+
+    def apply_policies(self) -> None:
+        """Objective, budget and action mode of each cell from the A1 policies: every cell after a policy
+        change, else only the cells new since the last step (worker thread)."""
+        version = self.policies.version
+        for host in self.hosts:
+            changed = version != self._policy_version
+            cells = host.table.cells() if changed else [host.table.cell_of(s) for s in host.take_new_slots()]
+            router = self.routers.get(host.name)
+            for key in cells:
+                slot = host.table.slot(key)
+                if slot is None:
+                    continue
+                obj = self.policies.objective_for(key)
+                host.objective[slot] = obj.vector()
+                host.enforce[slot] = obj.mode == "enforce"
+                if router is not None and obj.decision_period_ms:
+                    router.set_period(np.array([slot]), obj.decision_period_ms // max(1, host.period_ms))
+            if changed:
+                host.take_new_slots()
+        self._policy_version = version
+
+    def apply_controls(self, controls: dict[str, Any]) -> None:
+        """Descriptor `controls`: actionMode (recommend|enforce), intervalCoverage, decisionPeriodSamples;
+        values out of range are ignored."""
+        if self.action_policy is not None and controls.get("actionMode") in ("recommend", "enforce"):
+            self.action_policy.config.mode = controls["actionMode"]
+        cov = controls.get("intervalCoverage")
+        if isinstance(cov, int | float) and 0.5 <= cov < 1:
+            for h in self.hosts:
+                h.intervals.set_coverage(float(cov))
+        period = controls.get("decisionPeriodSamples")
+        if isinstance(period, int) and period > 0:
+            for r in self.routers.values():
+                r.decision_period = period
+
+    def publish_expert_gauges(self) -> None:
+        """ms3m_expert_active / ms3m_expert_share from the routers' hosts (event loop, once a second)."""
+        for router in self.routers.values():
+            host = router.host
+            cells = host.table.cells()
+            if not cells:
+                continue
+            slots = np.array([host.table.slot(c) for c in cells])
+            active = host.active[slots]
+            for i, name in enumerate(host.expert_names):
+                self.metrics.expert_active.labels(name).set(int(active[:, i].sum()))
+                self.metrics.expert_share.labels(name).set(float(np.nan_to_num(host.gate[slots, i]).mean()))
+
+
+class DescriptorWatcher:
+    """The xApp descriptor (CONFIG_FILE), reloaded when its mtime changes; its `controls` go to `apply`."""
+
+    def __init__(self, path: str | Path | None, apply: Callable[[dict[str, Any]], None], interval_s: float = 2.0):
+        self.path = Path(path) if path is not None else None
+        self.apply = apply
+        self.interval_s = interval_s
+        self.descriptor: dict[str, Any] | None = None
+        self._mtime: float | None = None
+
+    def poll(self) -> bool:
+        """Reload if changed; True when a new descriptor was applied. Unreadable or invalid JSON keeps the last."""
+        if self.path is None:
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            mtime = self.path.stat().st_mtime
+            if mtime != self._mtime:
+                self.descriptor = json.loads(self.path.read_text())
+                self._mtime = mtime
+                controls = self.descriptor.get("controls") if isinstance(self.descriptor, dict) else None
+                self.apply(controls if isinstance(controls, dict) else {})
+                return True
+        return False
+
+    async def run(self) -> None:
+        while self.path is not None:
+            self.poll()
+            await asyncio.sleep(self.interval_s)
