@@ -1,6 +1,6 @@
 """What a training run is asked (TrainConfig) and the prepared data it trains on (PreparedData).
 
-Shared by the data preparation (`models/training/datasets.py`) and the loop (`models/training/trainer.py`),
+Shared by the data preparation (`models/training/data/prepare.py`) and the loop (`models/training/trainer.py`),
 so neither imports the other's internals.
 """
 

@@ -30,9 +30,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.base import StreamingModel
+from models.export.run import export_run
 from models.registry import create_model
 from models.training.config import PreparedData, TrainConfig
-from models.training.datasets import prepare_data
+from models.training.data.prepare import prepare_data
+from models.training.data.windows import Lanes, WindowSampler
+from models.training.progress import TrainingProgress
 
 
 # -- distributed helpers --------------------------------------------------------------------------
@@ -118,8 +121,6 @@ class Trainer:
         self.best_val = math.inf
         self.best_step = -1
         self.bad_evals = 0
-        from models.training.data.windows import WindowSampler
-
         self.sampler = WindowSampler(self.data.train, config.window, config.horizon, self.data.target_cols,
                                      seed=config.seed + 1000 * self.rank)
         self.lanes = Lanes(self.sampler, config.batch_size)
@@ -255,7 +256,7 @@ class Trainer:
             self.log(f"resumed {self.run_dir} at step {self.step} (best val MSE {self.best_val:.4f})")
         start = time.perf_counter()
         losses: list[float] = []
-        with _progress(self.progress and self.is_main, c.max_steps, self.step, f"train {c.model}") as bar:
+        with TrainingProgress(self.progress and self.is_main, c.max_steps, self.step, f"train {c.model}") as bar:
             while self.step < c.max_steps and self.bad_evals < c.patience and self.step != stop_at:
                 losses.append(self.train_step())
                 if self.step % c.eval_every == 0 or self.step == c.max_steps:
@@ -312,70 +313,6 @@ class Trainer:
         return export_run(self.run_dir, out or self.run_dir / "bundle", model=self.model)
 
 
-def export_run(run_dir: str | Path, out: str | Path, model: StreamingModel | None = None) -> Path:
-    """Write the bundle of a training run (its best weights) to `out`. Raises FileNotFoundError naming
-    what is missing when `run_dir` is not a finished or checkpointed run."""
-    from models.export import write_bundle
-    from models.registry import model_from_config
-
-    run_dir = Path(run_dir)
-    for need in ("train_config.json", "data.json"):
-        if not (run_dir / need).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a training run: {need} is missing")
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
-    data = json.loads((run_dir / "data.json").read_text())
-    if model is None:
-        weights = run_dir / "best.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(f"{run_dir}: best.safetensors is missing (the run has not validated yet)")
-        state = load_file(str(weights))
-        model_cfg = dict(cfg.model_config)
-        model_cfg.setdefault("target_index", [data["inputs"].index(t) for t in data["targets"]])
-        model = create_model(cfg.model, d_input=len(data["inputs"]), n_targets=len(data["targets"]),
-                             horizon=cfg.horizon, **model_cfg)
-        model = model_from_config(cfg.model, model.config.to_dict())
-        model.load_state_dict(state)
-    result_path = run_dir / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    name = f"{cfg.model}-{data['description'].get('name', cfg.data)}"
-    return write_bundle(model, out, name=name, inputs=data["inputs"], targets=data["targets"],
-                        period_ms=data["period_ms"], normalization=data["normalization"],
-                        data=data["description"], metrics=result)
-
-
-class Lanes:
-    """Truncated-BPTT batches: lane b walks one series in consecutive windows; a lane whose series has no
-    further full window restarts at a random window of a random series (reported as fresh)."""
-
-    def __init__(self, sampler, batch: int):
-        self.sampler = sampler
-        flat = sampler.flat
-        self.lengths = flat.lengths
-        self.series = np.zeros(batch, np.int64)
-        self.pos = np.zeros(batch, np.int64)
-        self.fresh = np.ones(batch, bool)
-        self._restart(np.arange(batch))
-
-    def _restart(self, lanes: np.ndarray) -> None:
-        s = self.sampler
-        k = s.rng.integers(0, s.n_windows, size=len(lanes))
-        series = np.searchsorted(s._cum, k, side="right")
-        self.series[lanes] = series
-        self.pos[lanes] = k - np.concatenate([[0], s._cum[:-1]])[series]
-        self.fresh[lanes] = True
-
-    def next(self):
-        batch = self.sampler.flat.gather(self.series, self.pos)
-        fresh = self.fresh.copy()
-        L = self.sampler.length
-        self.pos += L
-        self.fresh[:] = False
-        done = np.flatnonzero(self.pos + L > self.lengths[self.series])
-        if done.size:
-            self._restart(done)
-        return batch, fresh
-
-
 class _TrainingForward(nn.Module):
     """The model's training_forward as a module forward, so DistributedDataParallel can wrap it."""
 
@@ -400,37 +337,3 @@ def _json_default(o: Any) -> Any:
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
-
-class _progress:
-    """A rich progress bar with loss, best validation MSE and ETA (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int, label: str):
-        self.enabled, self.total, self.done, self.label = enabled, total, done, label
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda *a: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("loss {task.fields[loss]:.4f}  best val {task.fields[val]:.4f}"),
-                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
-        self._p.start()
-        task = self._p.add_task(self.label, total=self.total, completed=self.done, loss=float("nan"), val=float("nan"))
-
-        def update(step: int, loss: float, val: float) -> None:
-            self._p.update(task, completed=step, loss=loss, val=val)
-
-        return update
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._p.stop()
-        return False

@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.training.trainer import TrainConfig, Trainer, export_run
+from models.export.run import export_run
+from models.training.trainer import TrainConfig, Trainer
 from service.runtime import create_runtime, load_bundle
 
 TINY = {"d_model": 8, "n_layers": 1, "d_state": 4}

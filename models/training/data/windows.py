@@ -109,15 +109,51 @@ class WindowSampler:
         if self.n_windows == 0:
             longest = int(self.flat.lengths.max(initial=0))
             raise ValueError(f"WindowSampler: no series has {length} steps (the longest has {longest})")
-        self._cum = np.cumsum(self.starts_per_series)
+        self.window_ends = np.cumsum(self.starts_per_series)  # (S,) windows of series 0..i together
         self.rng = np.random.default_rng(seed)
+
+    def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`n` random windows as (series (n,), start (n,)), every window equally likely."""
+        k = self.rng.integers(0, self.n_windows, size=n)
+        series = np.searchsorted(self.window_ends, k, side="right")
+        return series, k - (self.window_ends - self.starts_per_series)[series]
 
     def sample(self, batch_size: int) -> WindowBatch:
         """`batch_size` random windows."""
-        k = self.rng.integers(0, self.n_windows, size=batch_size)
-        series = np.searchsorted(self._cum, k, side="right")
-        starts = k - np.concatenate([[0], self._cum[:-1]])[series]
-        return self.flat.gather(series, starts)
+        return self.flat.gather(*self.draw(batch_size))
+
+
+class Lanes:
+    """Truncated-BPTT batches of `batch` lanes: lane b walks one series in consecutive windows; a lane whose
+    series has no further full window restarts at a random window of a random series (reported as fresh).
+
+    `series`, `pos` (start of the lane's next window) and `fresh` are (batch,) arrays, saved with checkpoints.
+    """
+
+    def __init__(self, sampler: WindowSampler, batch: int):
+        self.sampler = sampler
+        self.series = np.zeros(batch, np.int64)
+        self.pos = np.zeros(batch, np.int64)
+        self.fresh = np.ones(batch, bool)
+        self.restart(np.arange(batch))
+
+    def restart(self, lanes: np.ndarray) -> None:
+        """Move `lanes` to random windows and mark them fresh."""
+        self.series[lanes], self.pos[lanes] = self.sampler.draw(len(lanes))
+        self.fresh[lanes] = True
+
+    def next(self) -> tuple[WindowBatch, np.ndarray]:
+        """The next window of every lane and which lanes start fresh (B,) bool (their state starts at zero)."""
+        flat = self.sampler.flat
+        batch = flat.gather(self.series, self.pos)
+        fresh = self.fresh.copy()
+        L = self.sampler.length
+        self.pos += L
+        self.fresh[:] = False
+        done = np.flatnonzero(self.pos + L > flat.lengths[self.series])
+        if done.size:
+            self.restart(done)
+        return batch, fresh
 
 
 class EvalWindows:

@@ -9,35 +9,38 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.kpis import DL_THROUGHPUT
 from models.training.config import PreparedData, TrainConfig
+from models.training.data import load_dataset
+from models.training.data.ett import load_ett
+from models.training.data.irish5g import split_by_trace
+from models.training.data.windows import split_by_series, split_by_time
 from models.training.series import ZScore
 
 # Main forecasting target of each known dataset (the rest of its KPIs are inputs by default).
-DEFAULT_TARGETS = {"synthetic": ["DRB.UEThpDl"], "irish5g": ["DRB.UEThpDl"]}
+DEFAULT_TARGETS = {"synthetic": [DL_THROUGHPUT], "irish5g": [DL_THROUGHPUT]}
 # Loader options used unless the run sets them (--data-opt): synthetic = 32 cells × 4 (compressed) days.
 DEFAULT_OPTIONS = {"synthetic": {"n_cells": 32, "length": 4 * 1440}}
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
-    from models.training import data as loaders
-
     name = config.data.lower()
     opts = {**DEFAULT_OPTIONS.get(name, {}), **config.data_options}
     if name in ("ett", "etth1"):
-        train, val, test, scaler = loaders.load_ett(opts.pop("path", None), lookback=config.window, **opts)
+        train, val, test, scaler = load_ett(opts.pop("path", None), lookback=config.window, **opts)
         targets = config.targets or list(train.kpis)
         split = "ett-protocol"
     else:
-        full = loaders.load_dataset(config.data, **opts)
+        full = load_dataset(config.data, **opts)
         split = config.split
         if split == "auto":
             split = "series" if len(full.series) >= 10 else "time"
         if split == "series" and name in ("irish5g", "irish-5g"):
-            train, val, test = loaders.split_by_trace(full, config.val_fraction, config.test_fraction, config.seed)
+            train, val, test = split_by_trace(full, config.val_fraction, config.test_fraction, config.seed)
         elif split == "series":
-            train, val, test = loaders.split_by_series(full, config.val_fraction, config.test_fraction, config.seed)
+            train, val, test = split_by_series(full, config.val_fraction, config.test_fraction, config.seed)
         else:
-            train, val, test = loaders.split_by_time(full, config.val_fraction, config.test_fraction)
+            train, val, test = split_by_time(full, config.val_fraction, config.test_fraction)
         scaler = ZScore.fit(train)
         train, val, test = scaler.transform(train), scaler.transform(val), scaler.transform(test)
         targets = config.targets or DEFAULT_TARGETS.get(name) or [full.kpis[0]]
