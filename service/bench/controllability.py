@@ -125,7 +125,7 @@ def plot_gates(path: Path, gates: dict[str, np.ndarray], names: list[str], kpi: 
 def run(steps: int = 600, cells: int = 32, days: int = 4, out: str | Path = "reports/controllability",
         seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from models.ms3m import DEFAULT_EXPERTS
-    from models.training.datasets import prepare_data
+    from models.training.data.prepare import prepare_data
     from models.training.trainer import TrainConfig
 
     say = progress or (lambda s: None)
