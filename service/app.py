@@ -21,7 +21,8 @@ from grpc_health.v1 import health_pb2
 
 from ms3m.v1 import forecast_pb2, kpm_pb2
 from service.a1.store import PolicyStore
-from service.actions.policy import ActionConfig, ActionPolicy
+from service.actions.config import ActionConfig
+from service.actions.policy import ActionPolicy
 from service.api.grpc_server import create_grpc_server
 from service.api.grpc_services import register_services
 from service.api.http_server import start_http_server

@@ -1,6 +1,6 @@
-"""Forecast intervals and control actions: online conformal intervals per cell, and the action policy."""
+"""Control actions from forecasts: the action policy (rules with hysteresis) and its configuration."""
 
-from service.actions.conformal import ConformalIntervals
-from service.actions.policy import KINDS, MODES, Action, ActionConfig, ActionPolicy
+from service.actions.config import MODES, ActionConfig
+from service.actions.policy import KINDS, Action, ActionPolicy
 
-__all__ = ["KINDS", "MODES", "Action", "ActionConfig", "ActionPolicy", "ConformalIntervals"]
+__all__ = ["KINDS", "MODES", "Action", "ActionConfig", "ActionPolicy"]

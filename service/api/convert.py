@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.series import parse_series
+from contract.series import parse_series, ue_of
 from ms3m.v1 import common_pb2, forecast_pb2
 from service.actions.policy import Action
 from service.engine.host import ModelHost
@@ -38,8 +38,8 @@ def forecast_proto(host: ModelHost, series: str, res, i: int) -> forecast_pb2.Fo
         horizon_steps=host.horizon, target_names=host.targets, point=res.point[i].ravel().tolist(),
         lower=res.lower[i].ravel().tolist(), upper=res.upper[i].ravel().tolist(),
         interval_coverage=host.intervals.coverage, model=host.name)
-    if "|ue=" in series:
-        f.ue_id = series.split("|ue=")[1].split("|")[0]
+    if (ue := ue_of(series)) is not None:
+        f.ue_id = ue
     if sl is not None:
         f.slice.sst = sl[0]
         if sl[1] is not None:

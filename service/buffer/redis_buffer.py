@@ -32,7 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from service.buffer.base import BufferUnavailable, SampleBatch, Samples
-from service.buffer.memory import check_batch, check_count, check_int, check_kpis, check_model_name, check_snapshot
+from service.buffer.checks import check_batch, check_count, check_int, check_kpis, check_model_name, check_snapshot
 
 FORMAT_VERSION = "1"
 NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

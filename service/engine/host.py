@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.objectives import OBJECTIVE_DIM, objective_array
-from service.actions.conformal import ConformalIntervals
+from service.engine.conformal import ConformalIntervals
 from service.engine.state_table import StateTable, TableFullError
 from service.runtime.backends import create_runtime
 from service.runtime.bundle import Bundle

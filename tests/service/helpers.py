@@ -67,3 +67,14 @@ async def running_xapp(bundles: list[Path], **settings):
             yield xapp
         finally:
             await xapp.stop()
+
+
+def ar1_stream(n_cells: int, steps: int, K: int = 2, phi: float = 0.8, noise: float = 1.0, seed: int = 0):
+    """AR(1) + Gaussian observation noise, (steps, n_cells, K) float32."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros((n_cells, K))
+    out = np.empty((steps, n_cells, K), np.float32)
+    for t in range(steps):
+        z = phi * z + rng.normal(size=(n_cells, K))
+        out[t] = 10.0 + z + noise * rng.normal(size=(n_cells, K))
+    return out
