@@ -1,5 +1,6 @@
 """Prometheus metrics of the xApp: `ms3m_` prefix, base units, counters end in _total, no per-cell labels,
-latency buckets from 100 µs to 1 s (DESIGN.md §7). One `Metrics` per xApp, on its own registry."""
+latency buckets from 100 µs to 1 s (docs/architecture.md, "O-RAN conventions"). One `Metrics` per xApp,
+on its own registry."""
 
 from __future__ import annotations
 

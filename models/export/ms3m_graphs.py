@@ -1,4 +1,4 @@
-"""MS³M serving graphs: one step graph per expert plus the gate (DESIGN.md §5).
+"""MS³M serving graphs: one step graph per expert plus the gate (docs/architecture.md, "Bundles").
 
 - experts/<i>.onnx — the expert network's step on its pooled input:
   (x (B, D), state_<name>…) → (feature (B, F), state_<name>_out…). The pooling (acc += x, every s-th

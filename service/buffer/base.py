@@ -1,4 +1,4 @@
-"""The window buffer contract (DESIGN.md §6).
+"""The window buffer contract (docs/architecture.md, "Wire and storage formats").
 
 Every accepted KPI sample of a series (a cell, optionally narrowed to a UE and/or a slice) is appended
 to that series' window, which keeps exactly the last `window_length` samples. A sample is identified by

@@ -139,11 +139,14 @@ class StepEngine:
                 return [self._items.popleft()]
             taken, n, deadline = [], 0, time.perf_counter() + self.flush_s
             while True:
-                while self._items and self._items[0][0] == "batch" and n < self.max_batch:
+                # merge batches of the same kind only: a replayed sample emits no actions, a live one does
+                while (self._items and self._items[0][0] == "batch" and n < self.max_batch
+                       and self._items[0][3] == first[3]):
                     item = self._items.popleft()
                     taken.append(item)
                     n += len(item[1])
-                if n >= self.max_batch or (self._items and self._items[0][0] == "call"):
+                if n >= self.max_batch or (self._items and (self._items[0][0] == "call"
+                                                            or self._items[0][3] != first[3])):
                     break
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._running:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from pathlib import Path
 
+import grpc
 import numpy as np
 
-from ms3m.v1 import kpm_pb2
+from ms3m.v1 import kpm_pb2, kpm_pb2_grpc
 
 KPIS = ["DRB.UEThpDl", "RRU.PrbUsedDl", "RF.serving.RSRP"]
 T0_MS = 1_700_000_000_000  # timestamps of the test messages (2023): xApps under test accept any age
@@ -78,3 +80,17 @@ def ar1_stream(n_cells: int, steps: int, K: int = 2, phi: float = 0.8, noise: fl
         z = phi * z + rng.normal(size=(n_cells, K))
         out[t] = 10.0 + z + noise * rng.normal(size=(n_cells, K))
     return out
+
+
+async def publish(port: int, messages) -> list[kpm_pb2.IngestAck]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = kpm_pb2_grpc.E2IngestStub(ch)
+        return [ack async for ack in stub.PublishAcked(iter(messages))]
+
+
+async def wait_for(cond, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)

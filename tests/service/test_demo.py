@@ -7,8 +7,7 @@ import io
 from rich.console import Console
 
 from service.demo import cache_dir, render
-from tests.service.helpers import indication, make_bundle, running_xapp
-from tests.service.test_xapp import publish, wait_for
+from tests.service.helpers import indication, make_bundle, publish, running_xapp, wait_for
 
 
 async def test_live_table_shows_cells_forecasts_and_experts(tmp_path, monkeypatch):

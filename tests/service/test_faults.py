@@ -1,4 +1,4 @@
-"""Faults: kill -9 of the xApp mid-stream, and a Redis outage mid-stream (DESIGN.md §8)."""
+"""Faults: kill -9 of the xApp mid-stream, and a Redis outage mid-stream (README, "Delivery guarantees")."""
 
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ import redis
 from ms3m.v1 import kpm_pb2_grpc
 from service.engine.state_table import StateTable
 from tests.conftest import REDIS_HOST, REDIS_PORT, redis_reachable
-from tests.service.helpers import indication, make_bundle, running_xapp
-from tests.service.test_xapp import publish, wait_for
+from tests.service.helpers import indication, make_bundle, publish, running_xapp, wait_for
 
 CELLS, STEPS = 6, 40
 

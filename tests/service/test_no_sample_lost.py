@@ -12,8 +12,7 @@ from ms3m.v1 import kpm_pb2
 from service.engine.host import ModelHost
 from service.router.router import ExpertRouter
 from service.runtime.bundle import load_bundle
-from tests.service.helpers import KPIS, T0_MS, indication, make_bundle, running_xapp
-from tests.service.test_xapp import publish, wait_for
+from tests.service.helpers import KPIS, T0_MS, indication, make_bundle, publish, running_xapp, wait_for
 
 R = kpm_pb2.RejectReason
 

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from ms3m.v1 import forecast_pb2, forecast_pb2_grpc, kpm_pb2, kpm_pb2_grpc
+from ms3m.v1 import forecast_pb2, forecast_pb2_grpc, kpm_pb2
 from tests.conftest import REDIS_HOST, REDIS_PORT, redis_reachable
-from tests.service.helpers import KPIS, indication, make_bundle, running_xapp
+from tests.service.helpers import KPIS, indication, make_bundle, publish, running_xapp, wait_for
 
 R = kpm_pb2.RejectReason
 
@@ -22,20 +22,6 @@ R = kpm_pb2.RejectReason
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     return {"s4d": make_bundle(root, "s4d"), "ms3m": make_bundle(root, "ms3m")}
-
-
-async def publish(port: int, messages) -> list[kpm_pb2.IngestAck]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = kpm_pb2_grpc.E2IngestStub(ch)
-        return [ack async for ack in stub.PublishAcked(iter(messages))]
-
-
-async def wait_for(cond, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 def buffer_settings(kind: str) -> dict:
