@@ -12,6 +12,7 @@ from models.registry import create_model, list_models, model_class, model_from_c
 
 def __getattr__(name: str):
     # Layer classes by their seed names, imported on first use: S4Layer, S4DLayer, S5Layer, MambaLayer, LRULayer …
+    # each built from its model's config, `S4DLayer(S4DConfig(...))`, or `S4DLayer.build(d_model, **fields)`
     layers = {
         "S4Layer": "models.layers.s4", "S4DLayer": "models.layers.s4d", "S5Layer": "models.layers.s5",
         "MambaLayer": "models.layers.mamba", "LRULayer": "models.layers.lru", "H3Layer": "models.layers.h3",

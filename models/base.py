@@ -1,4 +1,4 @@
-"""The streaming model contract shared by every model of the zoo (DESIGN.md §4).
+"""The streaming model contract shared by every model of the zoo.
 
 A model maps normalized KPIs to multi-horizon forecasts in two equivalent ways:
 

@@ -15,11 +15,12 @@ Per step t, for expert e with scale s:
 
 The parallel mode pools each expert's input stream causally (windows aligned to the cell's phase,
 any initial phase per batch element), runs the expert's own parallel forward over the pooled
-sequence and holds its outputs, so `step` and `forward` agree exactly.
+sequence and holds its outputs, so `step` and `forward` agree exactly (models.ms3m_expert).
 
 Objective vector: one-hot(accuracy, latency, energy, balanced) ⊕ budget ∈ (0, 1]; k = ⌈budget·E⌉.
-Training samples an objective per sequence (`sample_objectives`) and adds a load-balancing loss and a
-compute-cost penalty weighted by the objective (`aux_losses`), so one model serves every objective.
+Training samples an objective per sequence (`sample_objectives`, models.ms3m_objectives) and adds a
+load-balancing loss and a compute-cost penalty weighted by the objective (`aux_losses`), so one model
+serves every objective.
 
 For serving, experts can be masked (inactive experts' state is left untouched and the gate
 renormalizes over the active ones) and a newly activated expert is warmed from a window of past
@@ -36,9 +37,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from contract.objectives import OBJECTIVE_DIM, OBJECTIVES, check_objective
+from contract.objectives import OBJECTIVES
 from models.base import ModelConfig, State, StateField, StreamingModel
-from models.registry import create_model, model_class, register
+from models.ms3m_expert import Expert, select_rows
+from models.ms3m_objectives import objective_vector, sample_objectives
+from models.registry import model_class, register
 from models.scan import linear_scan
 
 EMA_RATES = (0.5, 0.1, 0.02)  # gate context: exponential moving averages of the inputs
@@ -57,27 +60,6 @@ DEFAULT_EXPERTS: list[dict[str, Any]] = [
 
 # Weight of the expected-compute penalty per objective (fraction of the forecast loss scale).
 DEFAULT_COST_WEIGHTS = {"accuracy": 0.0, "latency": 0.05, "energy": 0.3, "balanced": 0.05}
-
-
-def objective_vector(objective: str = "balanced", budget: float = 1.0, batch: int = 1,
-                     dtype: torch.dtype = torch.float32) -> Tensor:
-    """(batch, 5): one-hot objective ⊕ compute budget in (0, 1] (contract.objectives)."""
-    check_objective(objective, budget)
-    v = torch.zeros(batch, OBJECTIVE_DIM, dtype=dtype)  # torch ops: traced with a symbolic batch on export
-    v[:, OBJECTIVES.index(objective)] = 1
-    v[:, -1] = budget
-    return v
-
-
-def sample_objectives(batch: int, generator: torch.Generator | None = None,
-                      budgets: tuple[float, ...] = (0.34, 0.5, 0.67, 1.0)) -> Tensor:
-    """Random objective vectors for training: uniform objective, budget from `budgets`."""
-    obj = torch.randint(0, len(OBJECTIVES), (batch,), generator=generator)
-    bud = torch.tensor(budgets)[torch.randint(0, len(budgets), (batch,), generator=generator)]
-    v = torch.zeros(batch, len(OBJECTIVES) + 1)
-    v[torch.arange(batch), obj] = 1
-    v[:, -1] = bud
-    return v
 
 
 @dataclass
@@ -129,95 +111,6 @@ class MS3MOutput(NamedTuple):
     logits: Tensor  # gate logits before top-k
     contributions: Tensor  # (B, L, E, H, K) or (B, E, H, K): g_e · y_e
     state: State | None
-
-
-class Expert(nn.Module):
-    """One expert: a zoo model producing a feature vector, run at time scale `scale`."""
-
-    def __init__(self, spec: dict[str, Any], d_input: int, d_feature: int):
-        super().__init__()
-        self.kind, self.scale = spec["kind"], int(spec.get("scale", 1))
-        cfg = {k: v for k, v in spec.items() if k in ("d_model", "n_layers")}
-        cfg.update(spec.get("options", {}))
-        # the zoo model's head with horizon 1 and d_feature "targets" is the expert's feature map
-        self.net = create_model(self.kind, d_input=d_input, n_targets=d_feature, horizon=1, target_index=None, **cfg)
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}@{self.scale}"
-
-    def state_spec(self, d_input: int, d_feature: int) -> list[StateField]:
-        head = [StateField("phase", (1,)), StateField("acc", (d_input,)), StateField("feature", (d_feature,))]
-        return head + self.net.state_spec()
-
-    # -- recurrent -------------------------------------------------------------------------------
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """x_t (B, D), state → (feature (B, F), phase after the step (B, 1), new state)."""
-        phase, acc, feat, *net_state = state
-        s = self.scale
-        acc = acc + x_t
-        phase = phase + 1
-        f_new, net_new = self.net.step(acc / s, tuple(net_state))
-        f_new = f_new[:, 0]  # (B, F)
-        if s == 1:
-            zero = torch.zeros_like(phase)
-            return f_new, zero, (zero, torch.zeros_like(acc), f_new, *net_new)
-        ready = phase >= s - 0.5  # (B, 1)
-        net_state = [torch.where(ready.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(net_new, net_state)]
-        feat = torch.where(ready, f_new, feat)
-        acc = torch.where(ready, torch.zeros_like(acc), acc)
-        phase = torch.where(ready, torch.zeros_like(phase), phase)
-        return feat, phase, (phase, acc, feat, *net_state)
-
-    # -- parallel --------------------------------------------------------------------------------
-    def forward(self, x: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """x (B, L, D), state → (held features (B, L, F), phase after each position (B, L, 1), final state).
-
-        Windows are aligned per batch element to its phase; the expert's own parallel forward runs
-        over the complete windows, and each position holds the output of the last completed window."""
-        phase, acc, feat, *net_state = state
-        B, L, D = x.shape
-        s = self.scale
-        if s == 1:
-            f, net_final = self.net.forward_with_state(x, tuple(net_state))
-            f = f[:, :, 0]
-            zeros = torch.zeros(B, L, 1, dtype=x.dtype, device=x.device)
-            return f, zeros, (phase * 0, acc * 0, f[:, -1], *net_final)
-        p = phase[:, 0].round().long()  # (B,) samples already accumulated in the open window
-        # extended index e = t + p: window k covers e ∈ [k·s, (k+1)·s)
-        n_win = (L + s - 1) // s + 1
-        Le = n_win * s
-        e = torch.arange(Le, device=x.device)
-        t = e.unsqueeze(0) - p.unsqueeze(1)  # (B, Le) real position of each extended index
-        valid = (t >= 0) & (t < L)
-        xe = torch.gather(x, 1, t.clamp(0, L - 1).unsqueeze(-1).expand(B, Le, D)) * valid.unsqueeze(-1)
-        sums = xe.view(B, n_win, s, D).sum(2)  # (B, n_win, D)
-        sums = torch.cat([sums[:, :1] + acc.unsqueeze(1), sums[:, 1:]], 1)
-        complete = torch.div(L + p, s, rounding_mode="floor")  # (B,) windows completed in this chunk
-        k_min, k_max = int(complete.min()), int(complete.max())
-        net_state = tuple(net_state)
-        feats = []
-        if k_min > 0:
-            f, net_state = self.net.forward_with_state(sums[:, :k_min] / s, net_state)
-            feats.append(f[:, :, 0])
-        if k_max > k_min:  # some elements complete one more window: one step, kept only for them
-            f_extra, net_extra = self.net.step(sums[:, k_min] / s, net_state)
-            more = complete > k_min
-            net_state = tuple(torch.where(more.view(-1, *([1] * (a.dim() - 1))), a, b)
-                              for a, b in zip(net_extra, net_state))
-            feats.append(f_extra[:, 0].unsqueeze(1))
-        # held output at position t: window k(t) = floor((t + p + 1) / s) − 1, or the initial feature
-        pos = torch.arange(L, device=x.device).unsqueeze(0)  # (1, L)
-        k_t = torch.div(pos + p.unsqueeze(1) + 1, s, rounding_mode="floor") - 1  # (B, L)
-        table = torch.cat([feat.unsqueeze(1), *feats], 1)  # (B, 1 + k_max, F): index 0 = initial
-        held = torch.gather(table, 1, (k_t + 1).unsqueeze(-1).expand(B, L, table.shape[-1]))
-        phase_t = torch.remainder(pos + p.unsqueeze(1) + 1, s).to(x.dtype).unsqueeze(-1)  # (B, L, 1)
-        # open window after the chunk: the sum of its real samples (plus acc if no window completed)
-        # (acc was folded into window 0, so this is right also when no window completed)
-        new_acc = sums.gather(1, complete.view(B, 1, 1).expand(B, 1, D))[:, 0]
-        new_feat = held[:, -1]
-        new_phase = phase_t[:, -1]
-        return held, phase_t, (new_phase, new_acc, new_feat, *net_state)
 
 
 @register("ms3m")
@@ -331,12 +224,9 @@ class MS3M(StreamingModel):
         feats, phases, new_states = [], [], [None]
         for i, (e, sl) in enumerate(zip(self.experts, self.expert_state_slices())):
             es = tuple(state[sl])
-            if active is not None:
-                f, ph, es_new = e(x, es)
-                keep = active[:, i]
-                es_new = tuple(torch.where(keep.view(-1, *([1] * (a.dim() - 1))), a, b) for a, b in zip(es_new, es))
-            else:
-                f, ph, es_new = e(x, es)
+            f, ph, es_new = e(x, es)  # (B, L, F), (B, L, 1), final expert state
+            if active is not None:  # inactive experts keep their state
+                es_new = select_rows(active[:, i], es_new, es)
             feats.append(f)
             phases.append(ph)
             new_states.extend(es_new)
@@ -371,10 +261,9 @@ class MS3M(StreamingModel):
         feats, phases, new_states = [], [], [None]
         for i, (e, sl) in enumerate(zip(self.experts, self.expert_state_slices())):
             es = tuple(state[sl])
-            f, ph, es_new = e.step(x_t, es)
-            if active is not None:
-                keep = active[:, i]
-                es_new = tuple(torch.where(keep.view(-1, *([1] * (a.dim() - 1))), a, b) for a, b in zip(es_new, es))
+            f, ph, es_new = e.step(x_t, es)  # (B, F), (B, 1), new expert state
+            if active is not None:  # inactive experts keep their state
+                es_new = select_rows(active[:, i], es_new, es)
             feats.append(f)
             phases.append(ph)
             new_states.extend(es_new)
@@ -480,5 +369,5 @@ def expert_summary(model: MS3M) -> list[dict[str, Any]]:
             for e, h, r in zip(model.experts, model.heads, rel)]
 
 
-__all__ = ["MS3M", "OBJECTIVES", "MS3MConfig", "MS3MOutput", "expert_summary", "objective_vector",
-           "sample_objectives"]
+__all__ = ["DEFAULT_EXPERTS", "EMA_RATES", "MS3M", "OBJECTIVES", "Expert", "MS3MConfig", "MS3MOutput",
+           "expert_summary", "objective_vector", "sample_objectives"]

@@ -1,7 +1,10 @@
 """Model registry: `create_model(name, **config)` builds any model of the zoo; `list_models()` names them.
 
-Model files register themselves with `@register("name")`; the class carries its config dataclass
-as `Config`. The modules of the zoo are imported on first use.
+Adding a model is one file plus its registration: a module in models/layers/ (an SSM: config, layer and
+`SSMForecaster` subclass, see models.stack) or models/baselines/ whose class is decorated with
+`@register("name")` and carries its config dataclass as `Config`. Every module of those packages is imported
+on first use of the registry, so nothing else lists the model; a module elsewhere (models.ms3m) is named in
+_EXTRA_MODULES.
 """
 
 from __future__ import annotations

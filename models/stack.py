@@ -1,16 +1,21 @@
 """Deep SSM stack: input projection → N pre-norm residual blocks of a sequence layer → norm → head.
 
 Every SSM of the zoo (S4, S4D, S5, Mamba, H3, LRU, gated-MLP) is this stack around its own layer.
-A sequence layer maps (B, L, D) → (B, L, D) and has the same three streaming methods as a model:
+A sequence layer (`SequenceLayer`) is built from its model's config, `Layer(config)`, maps (B, L, D) → (B, L, D)
+and has the same three streaming methods as a model:
 
     forward(u, state=None, return_state=False) -> (y, state | None)   # u (B, L, D)
     step(u_t, state) -> (y_t, state)                                  # u_t (B, D)
     state_spec() -> list[StateField]                                  # per-cell shapes
+
+A new SSM is one file in models/layers/: its config, its layer, and
+`@register("name") class Name(SSMForecaster): Config, Layer = NameConfig, NameLayer`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +38,37 @@ class StackConfig(ModelConfig):
             raise ValueError("d_model and n_layers must be ≥ 1")
 
 
+class SequenceLayer(nn.Module):
+    """A layer of the stack: `Layer(config)` with config a `Layer.Config` (a StackConfig).
+
+    `Layer.build(d_model, **fields)` builds that config from keywords (its fields and defaults; TypeError names
+    the valid fields, ValueError a bad value) and the layer from it."""
+
+    Config: ClassVar[type[StackConfig]] = StackConfig
+
+    @classmethod
+    def build(cls, d_model: int, **fields: Any) -> Self:
+        return cls(cls.Config.from_dict({"d_model": d_model, **fields}))
+
+    def state_spec(self) -> list[StateField]:
+        """Names and per-cell shapes of the layer's state tensors."""
+        raise NotImplementedError
+
+    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
+        """u (B, L, D), state or None (zero) → y (B, L, D), final state (None unless return_state)."""
+        raise NotImplementedError
+
+    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """u_t (B, D), state → y_t (B, D), new state. Pure (traces to ONNX)."""
+        raise NotImplementedError
+
+
 class SSMForecaster(StreamingModel):
-    """The stack; subclasses provide `make_layer(i)` and a `Config` derived from StackConfig."""
+    """The stack; subclasses set `Config` (derived from StackConfig) and `Layer` (a SequenceLayer built from it),
+    or override `make_layer(i)`."""
 
     Config = StackConfig
+    Layer: ClassVar[type[SequenceLayer]]
 
     def __init__(self, config: StackConfig):
         super().__init__()
@@ -51,7 +83,8 @@ class SSMForecaster(StreamingModel):
         self.head = ForecastHead(d, config.horizon, config.n_targets, config.target_index)
 
     def make_layer(self, i: int) -> nn.Module:
-        raise NotImplementedError
+        """Layer i of the stack: `Layer(config)`."""
+        return self.Layer(self.config)
 
     def _layer_sizes(self) -> list[int]:
         return [len(layer.state_spec()) for layer in self.layers]

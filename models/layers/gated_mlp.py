@@ -26,33 +26,56 @@ from torch import Tensor, nn
 
 from models.base import State, StateField
 from models.layers.s4d import S4DKernel, check_s4d_options
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig
+from models.stack import SequenceLayer, SSMForecaster, StackConfig
 
 
-class GatedMLPLayer(nn.Module):
-    """GSS block: u (B, L, D) → W_o(GELU(W_v u) ⊙ W_up S4D(GELU(W_z u))) (B, L, D)."""
+@dataclass
+class GatedMLPConfig(StackConfig):
+    d_ff: int | None = None  # wide (gate) branch; None: 4·d_model (GSS's F = 4E)
+    d_ssm: int | None = None  # narrow (SSM) branch; None: max(1, d_model // 4) (GSS's H = E/4)
+    d_state: int = 16
+    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    ssm_lr: float = 1e-3
 
-    def __init__(
-        self,
-        d_model: int,
-        d_ff: int,
-        d_ssm: int,
-        d_state: int = 64,
-        init: str = "diag-lin",
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
-        lr: float | None = 1e-3,
-    ):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_s4d_options(self.init, self.disc, self.d_state)
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+        for name in ("d_ff", "d_ssm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be ≥ 1 (or None for the GSS default), got {value}")
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """(d_ff, d_ssm) with the GSS defaults filled in."""
+        d_ff = self.d_ff if self.d_ff is not None else 4 * self.d_model
+        d_ssm = self.d_ssm if self.d_ssm is not None else max(1, self.d_model // 4)
+        return d_ff, d_ssm
+
+
+class GatedMLPLayer(SequenceLayer):
+    """GSS block: u (B, L, D) → W_o(GELU(W_v u) ⊙ W_up S4D(GELU(W_z u))) (B, L, D); state (B, 2, N/2, d_ssm).
+
+    `GatedMLPLayer(GatedMLPConfig(...))`, widths (d_ff, d_ssm) from `config.widths`."""
+
+    Config = GatedMLPConfig
+
+    def __init__(self, config: GatedMLPConfig):
         super().__init__()
+        c = config
+        d_model, (d_ff, d_ssm) = c.d_model, c.widths
         self.d_model, self.d_ff, self.d_ssm = d_model, d_ff, d_ssm
         self.to_v = nn.Linear(d_model, d_ff)
         self.to_z = nn.Linear(d_model, d_ssm)
-        self.kernel = S4DKernel(d_ssm, d_state, init, disc, dt_min, dt_max, lr)
+        self.kernel = S4DKernel(d_ssm, c.d_state, c.init, c.disc, SSMOptions.of(c))
         self.up = nn.Linear(d_ssm, d_ff)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(c.dropout)
         self.out = nn.Linear(d_ff, d_model)
 
     def state_spec(self) -> list[StateField]:
@@ -74,40 +97,8 @@ class GatedMLPLayer(nn.Module):
         return self._gate(u_t, z), (s,)
 
 
-@dataclass
-class GatedMLPConfig(StackConfig):
-    d_ff: int | None = None  # wide (gate) branch; None: 4·d_model (GSS's F = 4E)
-    d_ssm: int | None = None  # narrow (SSM) branch; None: max(1, d_model // 4) (GSS's H = E/4)
-    d_state: int = 16
-    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
-    disc: str = "zoh"  # zoh | bilinear
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_s4d_options(self.init, self.disc, self.d_state)
-        for name in ("d_ff", "d_ssm"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be ≥ 1 (or None for the GSS default), got {value}")
-
-    @property
-    def widths(self) -> tuple[int, int]:
-        """(d_ff, d_ssm) with the GSS defaults filled in."""
-        d_ff = self.d_ff if self.d_ff is not None else 4 * self.d_model
-        d_ssm = self.d_ssm if self.d_ssm is not None else max(1, self.d_model // 4)
-        return d_ff, d_ssm
-
-
 @register("gated_mlp")
 class GatedMLP(SSMForecaster):
     """Stack of gated-MLP SSM (GSS) blocks with a multi-horizon head."""
 
-    Config = GatedMLPConfig
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: GatedMLPConfig = self.config
-        d_ff, d_ssm = c.widths
-        return GatedMLPLayer(c.d_model, d_ff, d_ssm, c.d_state, c.init, c.disc, c.dt_min, c.dt_max, c.dropout, c.ssm_lr)
+    Config, Layer = GatedMLPConfig, GatedMLPLayer

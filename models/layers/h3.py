@@ -39,8 +39,30 @@ from torch import Tensor, nn
 
 from models.base import State, StateField
 from models.layers.s4d import S4DKernel, check_s4d_options
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig, causal_conv_step
+from models.stack import SequenceLayer, SSMForecaster, StackConfig, causal_conv_step
+
+
+@dataclass
+class H3Config(StackConfig):
+    d_state: int = 8  # N of the diagonal SSM (N/2 complex modes per head)
+    shift_size: int | None = None  # W, the shift SSM's length; None: d_state (as in the paper)
+    d_head: int = 1  # 1: every channel is a head (paper default); >1: multi-head H3
+    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs (the diagonal SSM)
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_s4d_options(self.init, self.disc, self.d_state)
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+        if self.shift_size is not None and self.shift_size < 2:
+            raise ValueError(f"shift_size must be ≥ 2 (or None for d_state), got {self.shift_size}")
+        if self.d_head < 1 or self.d_model % self.d_head:
+            raise ValueError(f"d_head must be ≥ 1 and divide d_model={self.d_model}, got {self.d_head}")
 
 
 class ShiftSSM(nn.Module):
@@ -79,33 +101,24 @@ class ShiftSSM(nn.Module):
         return causal_conv_step(state, u_t, self.kernel().flip(-1), None)
 
 
-class H3Layer(nn.Module):
+class H3Layer(SequenceLayer):
     """H3 block: q, k, v projections → shift SSM on k → k̃ ⊗ v → diagonal SSM (per head) → q · (…) → W_o.
 
-    u (B, L, D) → (B, L, D). d_model must be a multiple of d_head (ValueError otherwise).
+    `H3Layer(H3Config(...))`; u (B, L, D) → (B, L, D); state (shift (B, D, W-1), ssm (B, d_head, d_head, 2, N/2,
+    n_heads)). The config rejects a d_head that does not divide d_model (ValueError).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        shift_size: int | None = None,
-        d_head: int = 1,
-        init: str = "diag-lin",
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
-        lr: float | None = 1e-3,
-    ):
+    Config = H3Config
+
+    def __init__(self, config: H3Config):
         super().__init__()
-        if d_head < 1 or d_model % d_head:
-            raise ValueError(f"d_head must divide d_model={d_model}, got {d_head}")
-        self.d_model, self.d_head, self.n_heads = d_model, d_head, d_model // d_head
+        c = config
+        d_model = c.d_model
+        self.d_model, self.d_head, self.n_heads = d_model, c.d_head, d_model // c.d_head
         self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.shift = ShiftSSM(d_model, shift_size or d_state)
-        self.kernel = S4DKernel(self.n_heads, d_state, init, disc, dt_min, dt_max, lr)
-        self.dropout = nn.Dropout(dropout)
+        self.shift = ShiftSSM(d_model, c.shift_size or c.d_state)
+        self.kernel = S4DKernel(self.n_heads, c.d_state, c.init, c.disc, SSMOptions.of(c))
+        self.dropout = nn.Dropout(c.dropout)
         self.out = nn.Linear(d_model, d_model)
 
     def state_spec(self) -> list[StateField]:
@@ -150,34 +163,8 @@ class H3Layer(nn.Module):
         return y, (s_shift, s_ssm.reshape(-1, dh, dh, *self.kernel.state_shape))
 
 
-@dataclass
-class H3Config(StackConfig):
-    d_state: int = 8  # N of the diagonal SSM (N/2 complex modes per head)
-    shift_size: int | None = None  # W, the shift SSM's length; None: d_state (as in the paper)
-    d_head: int = 1  # 1: every channel is a head (paper default); >1: multi-head H3
-    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs (the diagonal SSM)
-    disc: str = "zoh"  # zoh | bilinear
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_s4d_options(self.init, self.disc, self.d_state)
-        if self.shift_size is not None and self.shift_size < 2:
-            raise ValueError(f"shift_size must be ≥ 2 (or None for d_state), got {self.shift_size}")
-        if self.d_head < 1 or self.d_model % self.d_head:
-            raise ValueError(f"d_head must be ≥ 1 and divide d_model={self.d_model}, got {self.d_head}")
-
-
 @register("h3")
 class H3(SSMForecaster):
     """Stack of H3 layers with a multi-horizon head."""
 
-    Config = H3Config
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: H3Config = self.config
-        return H3Layer(
-            c.d_model, c.d_state, c.shift_size, c.d_head, c.init, c.disc, c.dt_min, c.dt_max, c.dropout, c.ssm_lr
-        )
+    Config, Layer = H3Config, H3Layer

@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import State, StateField, mark_ssm_param
+from models.base import State, StateField
 from models.complex import cexp, stack_pair
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.scan import linear_scan
-from models.stack import SSMForecaster, StackConfig, glu_linear
+from models.stack import SequenceLayer, SSMForecaster, StackConfig, glu_linear
 
 NU_MIN = 1e-6  # floor of −log|λ|: |λ| ≤ exp(−1e-6) ≈ 1 − 1e-6, strictly < 1 in float32
 R_MAX_LIMIT = 0.9999  # largest init radius: a 10⁴-step time constant, beyond any KPI window
@@ -58,25 +59,49 @@ def lru_ring_init(N: int, r_min: float, r_max: float, max_phase: float) -> tuple
     return torch.log(nu - NU_MIN), torch.log(theta), torch.log(gamma)
 
 
-class LRURecurrence(nn.Module):
-    """The LRU recurrence itself (with the D skip): u (B, L, H) → y (B, L, H), state (B, N, 2)."""
+@dataclass
+class LRUConfig(StackConfig):
+    """Defaults are the paper's long-range ring, r_min = 0.9, r_max = 0.999, max_phase = π/10, not its
+    short-task 0/0.99/2π: KPI signals live at low frequencies (daily/weekly cycles are periods of
+    24–672 steps at hourly to 15-min sampling, θ ≈ 0.01–0.26 rad) and need memory of a cycle or more
+    (|λ| = 0.999 is a ~1000-step time constant). Phases in [0, π/10] cover every period ≥ 20 steps;
+    faster content is mostly unforecastable noise that the D skip and the MLP see directly. On the
+    zoo's synthetic KPIs (period 48, AR noise; 2×32 model, 300 steps, 8 seeds) this init gave
+    validation MSE 0.233 vs 0.246 for 0/0.99/2π, and a smaller spread across seeds."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        r_min: float = 0.9,
-        r_max: float = 0.999,
-        max_phase: float = math.pi / 10,
-        lr: float | None = 1e-3,
-    ):
+    d_state: int = 32
+    r_min: float = 0.9
+    r_max: float = 0.999
+    max_phase: float = math.pi / 10
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_state < 1:
+            raise ValueError(f"d_state must be ≥ 1, got {self.d_state}")
+        if not 0.0 <= self.r_min < self.r_max <= R_MAX_LIMIT:
+            raise ValueError(f"r_min and r_max must satisfy 0 ≤ r_min < r_max ≤ {R_MAX_LIMIT}, "
+                             f"got r_min={self.r_min}, r_max={self.r_max}")
+        if not 0.0 < self.max_phase <= 2 * math.pi:
+            raise ValueError(f"max_phase must be in (0, 2π], got {self.max_phase}")
+        SSMOptions.of(self)  # ValueError naming a bad ssm_lr
+
+
+class LRURecurrence(nn.Module):
+    """The LRU recurrence itself (with the D skip): u (B, L, H) → y (B, L, H), state (B, N, 2).
+
+    options: only ssm_lr applies (the LRU has no Δ). Raises ValueError for a ring outside lru_ring_init's range."""
+
+    def __init__(self, d_model: int, d_state: int = 64, r_min: float = 0.9, r_max: float = 0.999,
+                 max_phase: float = math.pi / 10, options: SSMOptions | None = None):
         super().__init__()
+        opt = options or SSMOptions()
         H, N = d_model, d_state
         self.H, self.N = H, N
         nu_log, theta_log, gamma_log = lru_ring_init(N, r_min, r_max, max_phase)
-        self.nu_log = mark_ssm_param(nn.Parameter(nu_log.float()), lr)
-        self.theta_log = mark_ssm_param(nn.Parameter(theta_log.float()), lr)
-        self.gamma_log = mark_ssm_param(nn.Parameter(gamma_log.float()), lr)
+        self.nu_log = opt.mark(nn.Parameter(nu_log.float()))
+        self.theta_log = opt.mark(nn.Parameter(theta_log.float()))
+        self.gamma_log = opt.mark(nn.Parameter(gamma_log.float()))
         # glorot-like as the paper: E|B u|² = 1 for unit-variance u, Var Re(C x) = 1 for unit-power x
         self.B = nn.Parameter(torch.randn(N, H, 2) / math.sqrt(2 * H))  # (N, H, 2) re/im
         self.C = nn.Parameter(torch.randn(H, N, 2) / math.sqrt(N))  # (H, N, 2) re/im
@@ -127,27 +152,21 @@ class LRURecurrence(nn.Module):
         return y, new
 
 
-class LRULayer(nn.Module):
+class LRULayer(SequenceLayer):
     """LRU block as in the paper: LRU (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU.
 
-    u (B, L, H) → (B, L, H); state (B, N, 2) per layer.
+    `LRULayer(LRUConfig(...))`; u (B, L, H) → (B, L, H); state (B, N, 2) per layer.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        r_min: float = 0.9,
-        r_max: float = 0.999,
-        max_phase: float = math.pi / 10,
-        dropout: float = 0.0,
-        lr: float | None = 1e-3,
-    ):
+    Config = LRUConfig
+
+    def __init__(self, config: LRUConfig):
         super().__init__()
-        self.d_model, self.d_state = d_model, d_state
-        self.lru = LRURecurrence(d_model, d_state, r_min, r_max, max_phase, lr)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(d_model, 2 * d_model)
+        c = config
+        self.d_model, self.d_state = c.d_model, c.d_state
+        self.lru = LRURecurrence(c.d_model, c.d_state, c.r_min, c.r_max, c.max_phase, SSMOptions.of(c))
+        self.dropout = nn.Dropout(c.dropout)
+        self.out = nn.Linear(c.d_model, 2 * c.d_model)
 
     def state_spec(self) -> list[StateField]:
         return [StateField("lru", (self.d_state, 2))]
@@ -163,41 +182,8 @@ class LRULayer(nn.Module):
         return y, (s,)
 
 
-@dataclass
-class LRUConfig(StackConfig):
-    """Defaults are the paper's long-range ring, r_min = 0.9, r_max = 0.999, max_phase = π/10, not its
-    short-task 0/0.99/2π: KPI signals live at low frequencies (daily/weekly cycles are periods of
-    24–672 steps at hourly to 15-min sampling, θ ≈ 0.01–0.26 rad) and need memory of a cycle or more
-    (|λ| = 0.999 is a ~1000-step time constant). Phases in [0, π/10] cover every period ≥ 20 steps;
-    faster content is mostly unforecastable noise that the D skip and the MLP see directly. On the
-    zoo's synthetic KPIs (period 48, AR noise; 2×32 model, 300 steps, 8 seeds) this init gave
-    validation MSE 0.233 vs 0.246 for 0/0.99/2π, and a smaller spread across seeds."""
-
-    d_state: int = 32
-    r_min: float = 0.9
-    r_max: float = 0.999
-    max_phase: float = math.pi / 10
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.d_state < 1:
-            raise ValueError(f"d_state must be ≥ 1, got {self.d_state}")
-        if not 0.0 <= self.r_min < self.r_max <= R_MAX_LIMIT:
-            raise ValueError(f"r_min and r_max must satisfy 0 ≤ r_min < r_max ≤ {R_MAX_LIMIT}, "
-                             f"got r_min={self.r_min}, r_max={self.r_max}")
-        if not 0.0 < self.max_phase <= 2 * math.pi:
-            raise ValueError(f"max_phase must be in (0, 2π], got {self.max_phase}")
-        if self.ssm_lr <= 0:
-            raise ValueError(f"ssm_lr must be > 0, got {self.ssm_lr}")
-
-
 @register("lru")
 class LRU(SSMForecaster):
     """Stack of LRU layers with a multi-horizon head."""
 
-    Config = LRUConfig
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: LRUConfig = self.config
-        return LRULayer(c.d_model, c.d_state, c.r_min, c.r_max, c.max_phase, c.dropout, c.ssm_lr)
+    Config, Layer = LRUConfig, LRULayer

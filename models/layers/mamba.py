@@ -37,10 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import State, StateField, mark_ssm_param
+from models.base import State, StateField
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.scan import linear_scan
-from models.stack import SSMForecaster, StackConfig, causal_conv_step
+from models.stack import SequenceLayer, SSMForecaster, StackConfig, causal_conv_step
 
 
 def selective_scan(
@@ -78,52 +79,71 @@ def selective_scan_ref(
     return torch.stack(ys, 1) + D * u, h
 
 
-class MambaLayer(nn.Module):
-    """The Mamba mixer (the stack supplies the pre-norm residual around it). u (B, L, D) → (B, L, D).
+@dataclass
+class MambaConfig(StackConfig):
+    d_state: int = 8
+    d_conv: int = 4
+    expand: float = 2  # d_inner = int(expand · d_model)
+    dt_rank: int | str = "auto"  # "auto": ceil(d_model / 16)
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    dt_init_floor: float = 1e-4
+    conv_bias: bool = True
+    bias: bool = False  # bias of in_proj and out_proj
+    ssm_lr: float = 1e-3  # lr cap of A_log and the Δ bias
+    chunk_size: int | None = 64  # selective-scan chunk along L (None: whole sequence)
 
-    State: (conv_state (B, E, d_conv−1), ssm_state (B, E, N)) with E = expand·d_model."""
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_state < 1:
+            raise ValueError(f"d_state must be ≥ 1, got {self.d_state}")
+        if self.d_conv < 2:
+            raise ValueError(f"d_conv must be ≥ 2 (the conv state keeps d_conv − 1 inputs), got {self.d_conv}")
+        if self.expand <= 0 or int(self.expand * self.d_model) < 1:
+            raise ValueError(f"expand must give d_inner = int(expand·d_model) ≥ 1, got expand={self.expand}")
+        if self.dt_rank != "auto" and (isinstance(self.dt_rank, str | bool) or int(self.dt_rank) < 1):
+            raise ValueError(f"dt_rank must be 'auto' or an int ≥ 1, got {self.dt_rank!r}")
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+        if self.dt_init_floor < 0:
+            raise ValueError(f"dt_init_floor must be ≥ 0, got {self.dt_init_floor}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be None or ≥ 1, got {self.chunk_size}")
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 16,
-        d_conv: int = 4,
-        expand: float = 2,
-        dt_rank: int | str = "auto",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dt_init_floor: float = 1e-4,
-        conv_bias: bool = True,
-        bias: bool = False,
-        lr: float | None = 1e-3,
-        chunk_size: int | None = 64,
-    ):
+
+class MambaLayer(SequenceLayer):
+    """The Mamba mixer (the stack supplies the pre-norm residual around it): `MambaLayer(MambaConfig(...))`.
+    u (B, L, D) → (B, L, D); state (conv_state (B, E, d_conv−1), ssm_state (B, E, N)), E = expand·d_model.
+
+    The stack also scales out_proj by 1/sqrt(n_layers) (Mamba.make_layer); a layer built alone is not scaled."""
+
+    Config = MambaConfig
+
+    def __init__(self, config: MambaConfig):
         super().__init__()
-        if d_conv < 2:
-            raise ValueError(f"d_conv must be ≥ 2 (the conv state keeps d_conv − 1 inputs), got {d_conv}")
+        c, opt = config, SSMOptions.of(config)
+        d_model, d_state, d_conv = c.d_model, c.d_state, c.d_conv
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
-        self.d_inner = E = int(expand * d_model)
-        self.dt_rank = R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
-        self.chunk_size = chunk_size
+        self.d_inner = E = int(c.expand * d_model)
+        self.dt_rank = R = math.ceil(d_model / 16) if c.dt_rank == "auto" else int(c.dt_rank)
+        self.chunk_size = c.chunk_size
 
-        self.in_proj = nn.Linear(d_model, 2 * E, bias=bias)
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=c.bias)
         # padding 0: the causal left context is the conv state (zeros for a fresh stream), prepended in forward
-        self.conv1d = nn.Conv1d(E, E, d_conv, groups=E, bias=conv_bias)
+        self.conv1d = nn.Conv1d(E, E, d_conv, groups=E, bias=c.conv_bias)
         self.x_proj = nn.Linear(E, R + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
-        self.out_proj = nn.Linear(E, d_model, bias=bias)
+        self.out_proj = nn.Linear(E, d_model, bias=c.bias)
 
         # Δ init: dt_proj keeps the variance of its rank-R input; its bias puts softplus(bias) = Δ₀
         # log-uniform in [dt_min, dt_max].
         nn.init.uniform_(self.dt_proj.weight, -(R**-0.5), R**-0.5)
-        dt = torch.exp(torch.rand(E, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        dt = dt.clamp(min=dt_init_floor)
+        dt = torch.exp(opt.log_dt(E)).clamp(min=c.dt_init_floor)
         inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
         with torch.no_grad():
             self.dt_proj.bias.copy_(inv_softplus_dt)
-        mark_ssm_param(self.dt_proj.bias, lr)
+        opt.mark(self.dt_proj.bias)
         A = torch.arange(1, d_state + 1, dtype=torch.float64).expand(E, d_state)  # S4D-real: A_n = -n
-        self.A_log = mark_ssm_param(nn.Parameter(torch.log(A).float().contiguous()), lr)  # (E, N)
+        self.A_log = opt.mark(nn.Parameter(torch.log(A).float().contiguous()))  # (E, N)
         self.D = nn.Parameter(torch.ones(E))  # 1-D: no weight decay, full lr (as the reference)
 
     def state_spec(self) -> list[StateField]:
@@ -176,52 +196,16 @@ class MambaLayer(nn.Module):
         return self.out_proj(y * F.silu(z)), (conv_state, h)
 
 
-@dataclass
-class MambaConfig(StackConfig):
-    d_state: int = 8
-    d_conv: int = 4
-    expand: float = 2  # d_inner = int(expand · d_model)
-    dt_rank: int | str = "auto"  # "auto": ceil(d_model / 16)
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    dt_init_floor: float = 1e-4
-    conv_bias: bool = True
-    bias: bool = False  # bias of in_proj and out_proj
-    ssm_lr: float = 1e-3  # lr cap of A_log and the Δ bias
-    chunk_size: int | None = 64  # selective-scan chunk along L (None: whole sequence)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.d_state < 1:
-            raise ValueError(f"d_state must be ≥ 1, got {self.d_state}")
-        if self.d_conv < 2:
-            raise ValueError(f"d_conv must be ≥ 2 (the conv state keeps d_conv − 1 inputs), got {self.d_conv}")
-        if self.expand <= 0 or int(self.expand * self.d_model) < 1:
-            raise ValueError(f"expand must give d_inner = int(expand·d_model) ≥ 1, got expand={self.expand}")
-        if self.dt_rank != "auto" and (isinstance(self.dt_rank, str | bool) or int(self.dt_rank) < 1):
-            raise ValueError(f"dt_rank must be 'auto' or an int ≥ 1, got {self.dt_rank!r}")
-        if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min ≤ dt_max, got {self.dt_min}, {self.dt_max}")
-        if self.dt_init_floor < 0:
-            raise ValueError(f"dt_init_floor must be ≥ 0, got {self.dt_init_floor}")
-        if self.ssm_lr <= 0:
-            raise ValueError(f"ssm_lr must be > 0, got {self.ssm_lr}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be None or ≥ 1, got {self.chunk_size}")
-
-
 @register("mamba")
 class Mamba(SSMForecaster):
     """Stack of Mamba mixers with a multi-horizon head."""
 
-    Config = MambaConfig
+    Config, Layer = MambaConfig, MambaLayer
 
     def make_layer(self, i: int) -> nn.Module:
-        c: MambaConfig = self.config
-        layer = MambaLayer(c.d_model, c.d_state, c.d_conv, c.expand, c.dt_rank, c.dt_min, c.dt_max, c.dt_init_floor,
-                           c.conv_bias, c.bias, c.ssm_lr, c.chunk_size)
+        layer = super().make_layer(i)
         # the reference's prenorm-residual rescale (GPT-2 style): out_proj / sqrt(n_layers) keeps the
         # residual stream's variance independent of depth at init
         with torch.no_grad():
-            layer.out_proj.weight.div_(math.sqrt(c.n_layers))
+            layer.out_proj.weight.div_(math.sqrt(self.config.n_layers))
         return layer

@@ -55,15 +55,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import State, StateField, mark_ssm_param
 from models.complex import cdiv, split_pair, stack_pair
 from models.hippo import nplr_legs
-from models.layers.s4d import fft_causal_conv
+from models.layers.conv_ssm import ConvSSMBlock, conv_with_skip
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig, glu_linear
+from models.stack import SSMForecaster, StackConfig
 
 
 def s4_legs_init(N2: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -79,33 +78,46 @@ def _full(z: Tensor) -> Tensor:
     return torch.cat([z, z.conj()], -1)
 
 
+@dataclass
+class S4Config(StackConfig):
+    d_state: int = 8
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = False
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_state < 2 or self.d_state % 2:
+            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+
+
 class S4Kernel(nn.Module):
     """The DPLR SSM itself: parameters, discretization, kernel, recurrence. u (B, L, H) → (B, L, H)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        lr: float | None = 1e-3,
-        n_directions: int = 1,
-    ):
+    def __init__(self, d_model: int, d_state: int = 64, options: SSMOptions | None = None, n_directions: int = 1):
         super().__init__()
+        opt = options or SSMOptions()
         if d_state < 2 or d_state % 2:
             raise ValueError(f"d_state must be even and ≥ 2 (conjugate pairs), got {d_state}")
         H, N2 = d_model, d_state // 2
         self.H, self.N2 = H, N2
         Lam, q, B = s4_legs_init(N2)
-        log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        log_dt = opt.log_dt(H)
         C = torch.randn(n_directions, H, N2, dtype=torch.complex128) * (0.5**0.5)
-        self.log_dt = mark_ssm_param(nn.Parameter(log_dt.float()), lr)
-        self.log_A_real = mark_ssm_param(nn.Parameter(torch.log(-Lam.real).expand(H, N2).float()), lr)  # Re Λ < 0
-        self.A_imag = mark_ssm_param(nn.Parameter(Lam.imag.expand(H, N2).float()), lr)
-        self.P = mark_ssm_param(nn.Parameter(torch.view_as_real(q).expand(H, N2, 2).float()), lr)  # (H, N2, 2)
-        self.B = mark_ssm_param(nn.Parameter(torch.view_as_real(B).expand(H, N2, 2).float()), lr)  # (H, N2, 2)
+        self.log_dt = opt.mark(nn.Parameter(log_dt.float()))
+        self.log_A_real = opt.mark(nn.Parameter(torch.log(-Lam.real).expand(H, N2).float()))  # Re Λ < 0
+        self.A_imag = opt.mark(nn.Parameter(Lam.imag.expand(H, N2).float()))
+        self.P = opt.mark(nn.Parameter(torch.view_as_real(q).expand(H, N2, 2).float()))  # (H, N2, 2)
+        self.B = opt.mark(nn.Parameter(torch.view_as_real(B).expand(H, N2, 2).float()))  # (H, N2, 2)
         self.C = nn.Parameter(torch.view_as_real(C).float())  # (n_dir, H, N2, 2)
         self.D = nn.Parameter(torch.randn(H))
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """Per-cell state shape: (H, N2, 2), the half state as (re, im) pairs."""
+        return (self.H, self.N2, 2)
 
     # -- the full conjugate-symmetric system, complex (parallel mode and tests) -------------------
     def ssm(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -193,10 +205,7 @@ class S4Kernel(nn.Module):
         k_hat = scale * (torch.einsum("dhn,hkn,hn->dhk", c_t, w, b) - g * cpw * qwb)
         K = torch.fft.irfft(k_hat, n=L)  # (n_dir, H, L)
         uT = u.transpose(1, 2)  # (B, H, L)
-        y = fft_causal_conv(uT, K[0])  # (B, H, L)
-        if bidirectional:  # anti-causal half on the flipped sequence
-            y = y + fft_causal_conv(uT.flip(-1), K[1]).flip(-1)
-        y = y + self.D.unsqueeze(-1) * uT
+        y = conv_with_skip(uT, K, self.D)  # (B, H, L); bidirectional: K[1] anti-causal
         if state is None and not return_state:
             return y.transpose(1, 2), None
 
@@ -263,75 +272,19 @@ class S4Kernel(nn.Module):
         return y, new
 
 
-class S4Layer(nn.Module):
-    """S4 block as in the reference: SSM (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU.
+class S4Layer(ConvSSMBlock):
+    """S4 block (models.layers.conv_ssm.ConvSSMBlock) around an S4Kernel: `S4Layer(S4Config(...))`.
 
-    u (B, L, H) → (B, L, H). `bidirectional=True` adds an anti-causal kernel for offline,
-    non-causal use (scoring whole windows); such a layer has no recurrent step or state.
-    """
+    u (B, L, H) → (B, L, H); state (B, H, N/2, 2). bidirectional=True: non-causal, no state or step."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        lr: float | None = 1e-3,
-    ):
-        super().__init__()
-        self.d_model, self.bidirectional = d_model, bidirectional
-        n_dir = 2 if bidirectional else 1
-        self.kernel = S4Kernel(d_model, d_state, dt_min, dt_max, lr, n_directions=n_dir)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(d_model, 2 * d_model)
+    Config, kind = S4Config, "S4"
 
-    def state_spec(self) -> list[StateField]:
-        if self.bidirectional:
-            raise RuntimeError("S4 with bidirectional=True is non-causal: it has no recurrent state or step; "
-                               "use forward() over whole windows")
-        return [StateField("ssm", (self.d_model, self.kernel.N2, 2))]
-
-    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
-        if self.bidirectional and (state is not None or return_state):
-            self.state_spec()  # raises the explanatory error
-        y, s = self.kernel(u, None if state is None else state[0], return_state)
-        y = glu_linear(self.out, self.dropout(F.gelu(y)))
-        return y, ((s,) if return_state else None)
-
-    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
-        if self.bidirectional:
-            self.state_spec()  # raises the explanatory error
-        y, s = self.kernel.step(u_t, state[0])
-        y = glu_linear(self.out, self.dropout(F.gelu(y)))
-        return y, (s,)
-
-
-@dataclass
-class S4Config(StackConfig):
-    d_state: int = 8
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    bidirectional: bool = False
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.d_state < 2 or self.d_state % 2:
-            raise ValueError(f"d_state must be even and ≥ 2, got {self.d_state}")
-        if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min ≤ dt_max, got {self.dt_min}, {self.dt_max}")
-        if self.ssm_lr <= 0:
-            raise ValueError(f"ssm_lr must be > 0, got {self.ssm_lr}")
+    def make_kernel(self, config: S4Config, n_directions: int) -> S4Kernel:
+        return S4Kernel(config.d_model, config.d_state, SSMOptions.of(config), n_directions)
 
 
 @register("s4")
 class S4(SSMForecaster):
     """Stack of S4 (DPLR, HiPPO-LegS) layers with a multi-horizon head."""
 
-    Config = S4Config
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: S4Config = self.config
-        return S4Layer(c.d_model, c.d_state, c.dt_min, c.dt_max, c.dropout, c.bidirectional, c.ssm_lr)
+    Config, Layer = S4Config, S4Layer

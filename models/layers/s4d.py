@@ -25,14 +25,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import State, StateField, mark_ssm_param
 from models.complex import cdiv, cexp, cmul, split_pair
 from models.hippo import s4d_legs_init
+from models.layers.conv_ssm import ConvSSMBlock, conv_with_skip
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
-from models.stack import SSMForecaster, StackConfig, glu_linear
+from models.stack import SSMForecaster, StackConfig
 
 INITS = ("diag-lin", "diag-inv", "real", "legs")
 DISCRETIZATIONS = ("zoh", "bilinear")
@@ -56,21 +56,39 @@ def s4d_init_A(init: str, H: int, N2: int) -> tuple[Tensor, Tensor]:
     return A.expand(H, N2).clone(), B.expand(H, N2).clone()
 
 
+@dataclass
+class S4DConfig(StackConfig):
+    d_state: int = 8
+    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = False
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_s4d_options(self.init, self.disc, self.d_state)
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+
+
+def check_s4d_options(init: str, disc: str, d_state: int) -> None:
+    """Validate the diagonal-SSM options (shared by every config that embeds an S4DKernel)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if disc not in DISCRETIZATIONS:
+        raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {disc!r}")
+    if d_state < 2 or d_state % 2:
+        raise ValueError(f"d_state must be even and ≥ 2, got {d_state}")
+
+
 class S4DKernel(nn.Module):
     """The diagonal SSM itself: parameters, discretization, kernel, recurrence. u (B, L, H) → (B, L, H)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        init: str = "diag-lin",
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        lr: float | None = 1e-3,
-        n_directions: int = 1,
-    ):
+    def __init__(self, d_model: int, d_state: int = 64, init: str = "diag-lin", disc: str = "zoh",
+                 options: SSMOptions | None = None, n_directions: int = 1):
         super().__init__()
+        opt = options or SSMOptions()
         if d_state % 2:
             raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
         if disc not in DISCRETIZATIONS:
@@ -78,12 +96,12 @@ class S4DKernel(nn.Module):
         H, N2 = d_model, d_state // 2
         self.H, self.N2, self.disc = H, N2, disc
         A, B = s4d_init_A(init, H, N2)
-        log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        log_dt = opt.log_dt(H)
         C = torch.randn(n_directions, H, N2, dtype=torch.complex128) * (0.5**0.5)
-        self.log_dt = mark_ssm_param(nn.Parameter(log_dt.float()), lr)
-        self.log_A_real = mark_ssm_param(nn.Parameter(torch.log(-A.real).float()), lr)  # Re A = -exp(·) < 0
-        self.A_imag = mark_ssm_param(nn.Parameter(A.imag.float()), lr)
-        self.B = mark_ssm_param(nn.Parameter(torch.view_as_real(B).float()), lr)  # (H, N2, 2)
+        self.log_dt = opt.mark(nn.Parameter(log_dt.float()))
+        self.log_A_real = opt.mark(nn.Parameter(torch.log(-A.real).float()))  # Re A = -exp(·) < 0
+        self.A_imag = opt.mark(nn.Parameter(A.imag.float()))
+        self.B = opt.mark(nn.Parameter(torch.view_as_real(B).float()))  # (H, N2, 2)
         self.C = nn.Parameter(torch.view_as_real(C).float())  # (n_dir, H, N2, 2)
         self.D = nn.Parameter(torch.randn(H))
 
@@ -131,10 +149,7 @@ class S4DKernel(nn.Module):
         V = self._powers(dA, L)  # (H, N2, L+1)
         K = 2 * torch.einsum("dhn,hnl->dhl", C * dB, V[..., :L]).real  # (n_dir, H, L)
         uT = u.transpose(1, 2)  # (B, H, L)
-        y = fft_causal_conv(uT, K[0])  # (B, H, L)
-        if K.shape[0] == 2:  # bidirectional: anti-causal half on the flipped sequence
-            y = y + fft_causal_conv(uT.flip(-1), K[1]).flip(-1)
-        y = y + self.D.unsqueeze(-1) * uT
+        y = conv_with_skip(uT, K, self.D)  # (B, H, L); bidirectional: K[1] anti-causal
         new_state = None
         if state is not None or return_state:
             if K.shape[0] == 2:
@@ -178,90 +193,20 @@ class S4DKernel(nn.Module):
         return y, new
 
 
-def fft_causal_conv(u: Tensor, k: Tensor) -> Tensor:
-    """Causal convolution y_t = Σ_{j≤t} k_j u_{t-j} by FFT. u (B, H, L), k (H, L) → (B, H, L)."""
-    L = u.shape[-1]
-    n = 2 * L
-    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
-    return y[..., :L]
+class S4DLayer(ConvSSMBlock):
+    """S4D block (models.layers.conv_ssm.ConvSSMBlock) around an S4DKernel: `S4DLayer(S4DConfig(...))`.
 
+    u (B, L, H) → (B, L, H); state (B, 2, N/2, H). bidirectional=True: non-causal, no state or step."""
 
-class S4DLayer(nn.Module):
-    """S4D block as in the reference: SSM (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU.
+    Config, kind = S4DConfig, "S4D"
 
-    u (B, L, H) → (B, L, H). `bidirectional=True` adds an anti-causal kernel for offline,
-    non-causal use (scoring whole windows); such a layer has no recurrent step.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        init: str = "diag-lin",
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        lr: float | None = 1e-3,
-    ):
-        super().__init__()
-        self.d_model, self.bidirectional = d_model, bidirectional
-        n_dir = 2 if bidirectional else 1
-        self.kernel = S4DKernel(d_model, d_state, init, disc, dt_min, dt_max, lr, n_directions=n_dir)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(d_model, 2 * d_model)
-
-    def state_spec(self) -> list[StateField]:
-        if self.bidirectional:
-            raise RuntimeError("S4D with bidirectional=True is non-causal: it has no recurrent state or step; "
-                               "use forward() over whole windows")
-        return [StateField("ssm", self.kernel.state_shape)]
-
-    def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
-        y, s = self.kernel(u, None if state is None else state[0], return_state)
-        y = glu_linear(self.out, self.dropout(F.gelu(y)))
-        return y, ((s,) if return_state else None)
-
-    def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
-        if self.bidirectional:
-            self.state_spec()  # raises the explanatory error
-        y, s = self.kernel.step(u_t, state[0])
-        y = glu_linear(self.out, self.dropout(F.gelu(y)))
-        return y, (s,)
-
-
-@dataclass
-class S4DConfig(StackConfig):
-    d_state: int = 8
-    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
-    disc: str = "zoh"  # zoh | bilinear
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    bidirectional: bool = False
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_s4d_options(self.init, self.disc, self.d_state)
-
-
-def check_s4d_options(init: str, disc: str, d_state: int) -> None:
-    """Validate the diagonal-SSM options (shared by every config that embeds an S4DKernel)."""
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if disc not in DISCRETIZATIONS:
-        raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {disc!r}")
-    if d_state < 2 or d_state % 2:
-        raise ValueError(f"d_state must be even and ≥ 2, got {d_state}")
+    def make_kernel(self, config: S4DConfig, n_directions: int) -> S4DKernel:
+        c = config
+        return S4DKernel(c.d_model, c.d_state, c.init, c.disc, SSMOptions.of(c), n_directions)
 
 
 @register("s4d")
 class S4D(SSMForecaster):
     """Stack of S4D layers with a multi-horizon head."""
 
-    Config = S4DConfig
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: S4DConfig = self.config
-        return S4DLayer(c.d_model, c.d_state, c.init, c.disc, c.dt_min, c.dt_max, c.dropout, c.bidirectional, c.ssm_lr)
+    Config, Layer = S4DConfig, S4DLayer

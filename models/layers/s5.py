@@ -23,7 +23,6 @@ state. Recurrent mode: the same recurrence in real arithmetic on (re, im) pairs 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import State, StateField, mark_ssm_param
+from models.base import State, StateField
 from models.complex import cdiv, cexp, cmul, split_pair, stack_pair
 from models.hippo import nplr_legs
+from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.scan import linear_scan
-from models.stack import SSMForecaster, StackConfig
+from models.stack import SequenceLayer, SSMForecaster, StackConfig
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -72,20 +72,30 @@ def lecun_normal(*shape: int, fan_in: int) -> Tensor:
     return nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=std, a=-2 * std, b=2 * std)
 
 
+@dataclass
+class S5Config(StackConfig):
+    d_state: int = 32  # 2P: total real-equivalent modes; the state keeps P complex modes
+    blocks: int = 1  # J HiPPO blocks on the block diagonal of the init
+    disc: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    ssm_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_blocks(self.d_state, self.blocks)
+        if self.disc not in DISCRETIZATIONS:
+            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
+        SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
+
+
 class S5SSM(nn.Module):
     """The MIMO diagonal SSM: parameters, discretization, scan, recurrence. u (B, L, H) → (B, L, H)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        blocks: int = 1,
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        lr: float | None = 1e-3,
-    ):
+    def __init__(self, d_model: int, d_state: int = 64, blocks: int = 1, disc: str = "zoh",
+                 options: SSMOptions | None = None):
         super().__init__()
+        opt = options or SSMOptions()
         check_blocks(d_state, blocks)
         if disc not in DISCRETIZATIONS:
             raise ValueError(f"unknown discretization {disc!r}; choose from {DISCRETIZATIONS}")
@@ -96,11 +106,11 @@ class S5SSM(nn.Module):
         # fan_in follows the reference implementation (JAX's default in_axis on these shapes)
         C0 = torch.complex(lecun_normal(H, d_state, fan_in=d_state), lecun_normal(H, d_state, fan_in=d_state))
         C = C0 @ V  # (H, P)
-        log_dt = torch.rand(P, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        self.log_Lambda_real = mark_ssm_param(nn.Parameter(torch.log(-Lam.real).float()), lr)  # Re Λ = -exp(·)
-        self.Lambda_imag = mark_ssm_param(nn.Parameter(Lam.imag.float()), lr)
-        self.log_dt = mark_ssm_param(nn.Parameter(log_dt.float()), lr)
-        self.B = mark_ssm_param(nn.Parameter(torch.view_as_real(B).float().contiguous()), lr)  # (P, H, 2)
+        log_dt = opt.log_dt(P)
+        self.log_Lambda_real = opt.mark(nn.Parameter(torch.log(-Lam.real).float()))  # Re Λ = -exp(·)
+        self.Lambda_imag = opt.mark(nn.Parameter(Lam.imag.float()))
+        self.log_dt = opt.mark(nn.Parameter(log_dt.float()))
+        self.B = opt.mark(nn.Parameter(torch.view_as_real(B).float().contiguous()))  # (P, H, 2)
         self.C = nn.Parameter(torch.view_as_real(C).float().contiguous())  # (H, P, 2)
         self.D = nn.Parameter(torch.randn(H))
 
@@ -151,29 +161,23 @@ class S5SSM(nn.Module):
         return y, stack_pair(nx_re, nx_im)
 
 
-class S5Layer(nn.Module):
+class S5Layer(SequenceLayer):
     """S5 block as in the paper: SSM (+ D skip) → GELU → dropout → weighted sigmoid gate
-    z ⊙ σ(W z) with W (H, H). u (B, L, H) → (B, L, H).
+    z ⊙ σ(W z) with W (H, H). `S5Layer(S5Config(...))`; u (B, L, H) → (B, L, H), state (B, P, 2).
 
     The paper's gate rather than S4D's Linear(H, 2H) → GLU: it is what S5's results were obtained
     with, and costs H² instead of 2H² weights. The dropout after the gate is the stack's residual
     dropout."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        blocks: int = 1,
-        disc: str = "zoh",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
-        lr: float | None = 1e-3,
-    ):
+    Config = S5Config
+
+    def __init__(self, config: S5Config):
         super().__init__()
-        self.ssm = S5SSM(d_model, d_state, blocks, disc, dt_min, dt_max, lr)
-        self.dropout = nn.Dropout(dropout)
-        self.gate = nn.Linear(d_model, d_model)
+        c = config
+        self.d_model = c.d_model
+        self.ssm = S5SSM(c.d_model, c.d_state, c.blocks, c.disc, SSMOptions.of(c))
+        self.dropout = nn.Dropout(c.dropout)
+        self.gate = nn.Linear(c.d_model, c.d_model)
 
     def state_spec(self) -> list[StateField]:
         return [StateField("ssm", (self.ssm.P, 2))]
@@ -191,32 +195,8 @@ class S5Layer(nn.Module):
         return self._gate(y), (s,)
 
 
-@dataclass
-class S5Config(StackConfig):
-    d_state: int = 32  # 2P: total real-equivalent modes; the state keeps P complex modes
-    blocks: int = 1  # J HiPPO blocks on the block diagonal of the init
-    disc: str = "zoh"  # zoh | bilinear
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    ssm_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_blocks(self.d_state, self.blocks)
-        if self.disc not in DISCRETIZATIONS:
-            raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
-        if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min ≤ dt_max, got {self.dt_min}, {self.dt_max}")
-        if self.ssm_lr <= 0:
-            raise ValueError(f"ssm_lr must be > 0, got {self.ssm_lr}")
-
-
 @register("s5")
 class S5(SSMForecaster):
     """Stack of S5 layers with a multi-horizon head."""
 
-    Config = S5Config
-
-    def make_layer(self, i: int) -> nn.Module:
-        c: S5Config = self.config
-        return S5Layer(c.d_model, c.d_state, c.blocks, c.disc, c.dt_min, c.dt_max, c.dropout, c.ssm_lr)
+    Config, Layer = S5Config, S5Layer

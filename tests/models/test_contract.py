@@ -1,4 +1,4 @@
-"""The streaming contract, checked for every registered model (DESIGN.md §4)."""
+"""The streaming contract (models.base), checked for every registered model."""
 
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import S4Layer, create_model
+from models import create_model
 from models.hippo import legs, nplr_legs
 from models.layers.s4 import S4Kernel, s4_legs_init
+from models.layers.ssm_options import SSMOptions
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -17,7 +18,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def perturbed_kernel(H: int = 3, d_state: int = 8, seed: int = 0, n_directions: int = 1) -> S4Kernel:
     """A float64 kernel whose parameters have left their HiPPO init (as after training)."""
     torch.manual_seed(seed)
-    k = S4Kernel(H, d_state, dt_min=1e-2, dt_max=3e-1, n_directions=n_directions).double()
+    k = S4Kernel(H, d_state, SSMOptions(dt_min=1e-2, dt_max=3e-1), n_directions=n_directions).double()
     with torch.no_grad():
         for p in (k.log_A_real, k.A_imag, k.P, k.B):
             p.add_(0.3 * torch.randn_like(p))
@@ -159,16 +160,6 @@ def test_parameter_gradients_equal_dense_recurrence():
         assert rel(a, b) <= 1e-9
 
 
-def test_gradcheck_float64():
-    torch.manual_seed(0)
-    layer = S4Layer(2, 4).double()
-    u = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
-    s = torch.randn(1, 2, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[0], (u, s))
-    assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[1][0], (u, s))
-    assert torch.autograd.gradcheck(lambda u, s: (lambda y, st: (y, st[0]))(*layer.step(u[:, 0], (s,))), (u, s))
-
-
 def test_poles_are_stable_for_any_low_rank_term():
     k = perturbed_kernel(seed=7)
     with torch.no_grad():
@@ -182,39 +173,12 @@ def test_poles_are_stable_for_any_low_rank_term():
         assert (disc[h].unsqueeze(-1) - bilinear[h].unsqueeze(0)).abs().min(-1).values.max() < 1e-8
 
 
-def test_bidirectional_is_non_causal_and_refuses_step():
-    m = create_model("s4", d_input=2, n_targets=1, horizon=2, d_model=4, d_state=4, n_layers=1, bidirectional=True)
-    m = m.double().eval()
-    x = torch.randn(1, 20, 2, dtype=torch.float64)
-    x2 = x.clone()
-    x2[:, 15:] += 1
-    with torch.no_grad():
-        assert not torch.allclose(m(x)[:, :10], m(x2)[:, :10])  # sees the future
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.step(x[:, 0], ())
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.init_state(1)
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.layers[0].state_spec()
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.layers[0](torch.randn(1, 5, 4, dtype=torch.float64), return_state=True)
-
-
 def test_step_has_no_complex_tensors():
     k = perturbed_kernel()
     s = torch.randn(2, 3, 4, 2, dtype=torch.float64)
     y, s2 = k.step(torch.randn(2, 3, dtype=torch.float64), s)
     assert not y.is_complex() and not s2.is_complex()
     assert all(not c.is_complex() for c in k.step_coefficients())
-
-
-def test_bad_config_is_rejected_clearly():
-    with pytest.raises(ValueError, match="d_state"):
-        create_model("s4", d_state=5)
-    with pytest.raises(ValueError, match="dt_min"):
-        create_model("s4", dt_min=0.1, dt_max=0.01)
-    with pytest.raises(TypeError, match="valid fields"):
-        create_model("s4", init="legs")
 
 
 def test_seed_style_entry_point():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import S4DLayer, create_model
+from models import create_model
 from models.hippo import diagonalization_error, nplr_legs
 from models.layers.s4d import S4DKernel
 
@@ -38,44 +38,12 @@ def test_zoh_matches_matrix_exponential():
     assert torch.allclose(torch.complex(dA_re, dA_im), torch.exp(A * dt), atol=1e-14)
 
 
-def test_gradcheck_float64():
-    torch.manual_seed(0)
-    layer = S4DLayer(3, 4, init="legs").double()
-    u = torch.randn(1, 6, 3, dtype=torch.float64, requires_grad=True)
-    s = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda u, s: layer(u, (s,), return_state=True)[0], (u, s))
-    assert torch.autograd.gradcheck(lambda u, s: layer.step(u[:, 0], (s,))[0], (u, s))
-
-
 @pytest.mark.parametrize("N", [8, 64, 256])
 def test_hippo_diagonalization_error(N):
     assert diagonalization_error(N) <= 1e-5
     Lam, V, _, _ = nplr_legs(N)
     assert (Lam.real < 0).all()
     assert abs(V.conj().T @ V - torch.eye(N).numpy()).max() < 1e-10
-
-
-def test_bidirectional_is_non_causal_and_refuses_step():
-    m = create_model("s4d", d_input=2, n_targets=1, horizon=2, d_model=4, d_state=4, n_layers=1, bidirectional=True)
-    m = m.double().eval()
-    x = torch.randn(1, 20, 2, dtype=torch.float64)
-    x2 = x.clone()
-    x2[:, 15:] += 1
-    with torch.no_grad():
-        assert not torch.allclose(m(x)[:, :10], m(x2)[:, :10])  # sees the future
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.step(x[:, 0], ())
-    with pytest.raises(RuntimeError, match="non-causal"):
-        m.init_state(1)
-
-
-def test_bad_config_is_rejected_clearly():
-    with pytest.raises(ValueError, match="init must be one of"):
-        create_model("s4d", init="nope")
-    with pytest.raises(ValueError, match="even"):
-        create_model("s4d", d_state=5)
-    with pytest.raises(TypeError, match="valid fields"):
-        create_model("s4d", not_a_field=1)
 
 
 def test_seed_style_entry_point():
