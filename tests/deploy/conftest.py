@@ -91,8 +91,7 @@ def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, set[str]]]:
 async def _drive_live_xapp(bundle: Path) -> Exposition:
     import httpx
 
-    from tests.service.helpers import indication, running_xapp
-    from tests.service.test_xapp import publish
+    from tests.service.helpers import indication, publish, running_xapp
 
     async with running_xapp([bundle]) as xapp:
         # 40 steps of 4 cells: forecasts, realized errors, router decisions; then a replayed old message

@@ -11,7 +11,7 @@ from models.export import write_bundle
 from models.ms3m import objective_vector
 from service.runtime import load_bundle
 from service.runtime.ms3m_stepper import MS3MStepper
-from tests.models.test_ms3m import tiny
+from tests.models.zoo_helpers import tiny_ms3m as tiny
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,8 @@ import torch
 
 from models import create_model
 from models.ms3m import MS3M, OBJECTIVES, objective_vector, sample_objectives
-from tests.models.zoo_helpers import D_IN, rel_err, run_steps
-
-EXPERTS = [
-    {"kind": "s4d", "scale": 1, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "dt_min": 0.02}},
-    {"kind": "lru", "scale": 4, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "r_max": 0.95}},
-    {"kind": "s4d", "scale": 3, "d_model": 8, "n_layers": 2, "options": {"d_state": 4, "dt_min": 0.05}},
-    {"kind": "mamba", "scale": 16, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "dt_min": 0.05}},
-]
-
-
-def tiny(dtype=torch.float64, **kw) -> MS3M:
-    torch.manual_seed(0)
-    m = create_model("ms3m", d_input=D_IN, n_targets=2, horizon=3, target_index=(0, 2), experts=EXPERTS,
-                     d_feature=8, d_gate=8, **kw)
-    return m.to(dtype).eval()
+from tests.models.zoo_helpers import D_IN, MS3M_EXPERTS, rel_err, run_steps
+from tests.models.zoo_helpers import tiny_ms3m as tiny
 
 
 def mixed_phase_state(model: MS3M, batch: int = 4):
@@ -175,7 +162,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="scale"):
         create_model("ms3m", experts=[{"kind": "s4d", "scale": 0}])
     with pytest.raises(ValueError, match="costs"):
-        create_model("ms3m", experts=EXPERTS, costs=[1.0])
+        create_model("ms3m", experts=MS3M_EXPERTS, costs=[1.0])
 
 
 def test_float32_exactness_over_a_long_stream():

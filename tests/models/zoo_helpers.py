@@ -81,3 +81,19 @@ def horizon_targets(x: torch.Tensor, horizon: int, target_index=TARGET_INDEX) ->
     L = x.shape[1]
     tgt = x[..., list(target_index)]
     return torch.stack([tgt[:, h + 1 : L - horizon + h + 1] for h in range(horizon)], dim=2)
+
+
+MS3M_EXPERTS = [  # four tiny experts at scales 1, 4, 3, 16 (phases of every kind)
+    {"kind": "s4d", "scale": 1, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "dt_min": 0.02}},
+    {"kind": "lru", "scale": 4, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "r_max": 0.95}},
+    {"kind": "s4d", "scale": 3, "d_model": 8, "n_layers": 2, "options": {"d_state": 4, "dt_min": 0.05}},
+    {"kind": "mamba", "scale": 16, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "dt_min": 0.05}},
+]
+
+
+def tiny_ms3m(dtype=torch.float64, **kw):
+    """A small MS³M (float64 unless asked) with MS3M_EXPERTS, seeded, in eval mode."""
+    torch.manual_seed(0)
+    m = create_model("ms3m", d_input=D_IN, n_targets=2, horizon=3, target_index=(0, 2), experts=MS3M_EXPERTS,
+                     d_feature=8, d_gate=8, **kw)
+    return m.to(dtype).eval()
