@@ -17,7 +17,9 @@ As in the reference, A is discretized by ZOH but B by Euler (B̄_t = Δ_t B_t), 
 paper uses. Ā is input-dependent, so there is no fixed pole: `discrete_poles()` reports the poles at
 the bias Δ (dt_proj's input-dependent part at zero), exp(A·softplus(dt_bias)).
 
-The state is (conv_state (E, d_conv−1): the last d_conv−1 conv inputs, oldest first; ssm_state (E, N)).
+The state is (conv_state (d_conv−1, E): the last d_conv−1 conv inputs, oldest first; ssm_state (N, E)), the
+channel axis E last: onnxruntime broadcasts along a contiguous E several times faster than along the short
+N or d_conv axis, which makes the exported step about 2× faster at 1,000 cells.
 Parallel mode prepends the conv state to the sequence (zero state = the reference's zero padding) and
 runs the selective scan with models.scan.linear_scan from the given ssm state; it materializes
 (B, chunk, E, N) tensors, and `chunk_size` bounds the chunk by scanning chunk after chunk with the state
@@ -41,7 +43,7 @@ from models.base import State, StateField
 from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.scan import linear_scan
-from models.stack import SequenceLayer, SSMForecaster, StackConfig, causal_conv_step
+from models.stack import SequenceLayer, SSMForecaster, StackConfig
 
 
 def selective_scan(
@@ -112,7 +114,7 @@ class MambaConfig(StackConfig):
 
 class MambaLayer(SequenceLayer):
     """The Mamba mixer (the stack supplies the pre-norm residual around it): `MambaLayer(MambaConfig(...))`.
-    u (B, L, D) → (B, L, D); state (conv_state (B, E, d_conv−1), ssm_state (B, E, N)), E = expand·d_model.
+    u (B, L, D) → (B, L, D); state (conv_state (B, d_conv−1, E), ssm_state (B, N, E)), E = expand·d_model.
 
     The stack also scales out_proj by 1/sqrt(n_layers) (Mamba.make_layer); a layer built alone is not scaled."""
 
@@ -147,7 +149,7 @@ class MambaLayer(SequenceLayer):
         self.D = nn.Parameter(torch.ones(E))  # 1-D: no weight decay, full lr (as the reference)
 
     def state_spec(self) -> list[StateField]:
-        return [StateField("conv", (self.d_inner, self.d_conv - 1)), StateField("ssm", (self.d_inner, self.d_state))]
+        return [StateField("conv", (self.d_conv - 1, self.d_inner)), StateField("ssm", (self.d_state, self.d_inner))]
 
     def continuous_poles(self) -> Tensor:
         """A (E, N), complex with zero imaginary part; Re < 0 by construction."""
@@ -165,35 +167,40 @@ class MambaLayer(SequenceLayer):
         return F.softplus(self.dt_proj(dt)), B, C
 
     def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
-        """u (B, L, D), state (conv (B, E, d_conv−1), ssm (B, E, N)) or None (zero) → y (B, L, D), final state."""
+        """u (B, L, D), state (conv (B, d_conv−1, E), ssm (B, N, E)) or None (zero) → y (B, L, D), final state."""
         Bsz, L, _ = u.shape
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
         if state is None:
-            conv_state = u.new_zeros(Bsz, self.d_inner, self.d_conv - 1)
+            conv_state = u.new_zeros(Bsz, self.d_conv - 1, self.d_inner)
             h0 = None
         else:
-            conv_state, h0 = state
-        xc = torch.cat([conv_state, x.transpose(1, 2)], dim=-1)  # (B, E, d_conv−1+L)
-        x = F.silu(self.conv1d(xc)).transpose(1, 2)  # (B, L, E)
+            conv_state, h = state
+            h0 = h.transpose(1, 2)  # (B, E, N), the scan's layout
+        xc = torch.cat([conv_state, x], dim=1)  # (B, d_conv−1+L, E)
+        x = F.silu(self.conv1d(xc.transpose(1, 2))).transpose(1, 2)  # (B, L, E)
         delta, B, C = self._ssm_inputs(x)
         A = -torch.exp(self.A_log)  # (E, N)
         y, h = selective_scan(x, delta, A, B, C, self.D, h0, self.chunk_size)  # (B, L, E), (B, E, N)
         out = self.out_proj(y * F.silu(z))
         if not return_state:
             return out, None
-        return out, (xc[..., L:], h)  # the last d_conv−1 conv inputs, even when L < d_conv−1
+        return out, (xc[:, L:], h.transpose(1, 2))  # the last d_conv−1 conv inputs, even when L < d_conv−1
 
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
         """u_t (B, D), state → y_t (B, D), new state. Pure, real, no data-dependent control flow."""
-        conv_state, h = state
+        conv_state, h = state  # (B, d_conv−1, E), (B, N, E)
         x, z = self.in_proj(u_t).chunk(2, dim=-1)  # (B, E) each
-        x, conv_state = causal_conv_step(conv_state, x, self.conv1d.weight[:, 0], self.conv1d.bias)
+        window = torch.cat([conv_state, x.unsqueeze(1)], dim=1)  # (B, d_conv, E), oldest first
+        x = (window * self.conv1d.weight[:, 0].t()).sum(1)  # (B, E)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias
         x = F.silu(x)
         delta, B, C = self._ssm_inputs(x)  # (B, E), (B, N), (B, N)
-        dt = delta.unsqueeze(-1)  # (B, E, 1)
-        h = torch.exp(dt * -torch.exp(self.A_log)) * h + dt * x.unsqueeze(-1) * B.unsqueeze(1)  # (B, E, N)
-        y = (h * C.unsqueeze(1)).sum(-1) + self.D * x  # (B, E)
-        return self.out_proj(y * F.silu(z)), (conv_state, h)
+        A = -torch.exp(self.A_log).t()  # (N, E)
+        # h_n,e ← exp(Δ_e A_n,e) h_n,e + B_n Δ_e x_e: the outer product as a (N, 1) @ (1, E) matmul per cell
+        h = torch.exp(delta.unsqueeze(1) * A) * h + B.unsqueeze(-1) @ (delta * x).unsqueeze(1)  # (B, N, E)
+        y = (C.unsqueeze(1) @ h).squeeze(1) + self.D * x  # (B, E)
+        return self.out_proj(y * F.silu(z)), (window[:, 1:], h)
 
 
 @register("mamba")

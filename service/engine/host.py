@@ -163,7 +163,7 @@ class ModelHost:
         x = values[:, self.input_cols]
         x = np.where(np.isnan(x), ffill, x)  # absent → last value seen for the cell
         xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)  # never seen → mean
-        gate = logits = expert_fc = runs = secs = None
+        gate = logits = expert_fc = runs = secs = changed = None
         if self.stepper is not None:
             active = self.active[slots]
             idle = ~active.any(1)
@@ -173,6 +173,7 @@ class ModelHost:
                 self.fallbacks += int(idle.sum())
             y, new_states, details = self.stepper.run(xn, states, self.objective[slots], active)
             gate, logits, runs, secs = details.gate, details.logits, details.expert_runs, details.expert_seconds
+            changed = details.changed
             with np.errstate(invalid="ignore", divide="ignore"):
                 y_e = details.contributions[:, :, 0, :] / gate[:, :, None]  # (N, E, K) 1-step, normalized
             expert_fc = np.where(gate[:, :, None] > 0, y_e * self.t_std + self.t_mean, np.nan)
@@ -181,17 +182,21 @@ class ModelHost:
         with np.errstate(over="ignore", invalid="ignore"):
             point = (y * self.t_std + self.t_mean).astype(np.float32)
         applied = np.isfinite(point).reshape(len(slots), -1).all(1)
-        for st in new_states:
-            applied &= np.isfinite(st).reshape(len(slots), -1).all(1)
+        for i, st in enumerate(new_states):
+            if changed is None or changed[i]:
+                applied &= np.isfinite(st).reshape(len(slots), -1).all(1)
         if not applied.all():
             keep = np.flatnonzero(applied)
             slots, values, timestamp_ms, x, point = slots[keep], values[keep], timestamp_ms[keep], x[keep], point[keep]
             clock = clock[keep]
-            new_states = [st[keep] for st in new_states]
+            new_states = [st[keep] if changed is None or changed[i] else st for i, st in enumerate(new_states)]
             if gate is not None:
                 gate, logits, expert_fc = gate[keep], logits[keep], expert_fc[keep]
         new_clock = np.remainder(clock + 1, self.clock_mod)
-        self.table.scatter(slots, [*new_states, x.astype(np.float32), new_clock])
+        write = [*new_states, x.astype(np.float32), new_clock]
+        if changed is not None:  # MS³M: state of experts that did not run stays as it is
+            write = [w if c else None for w, c in zip(write, [*changed.tolist(), True, True])]
+        self.table.scatter(slots, write)
         actual = values[:, self.target_cols]
         outside = self.intervals.observe(slots, actual)
         lower, upper, _ = self.intervals.record(slots, point)

@@ -152,10 +152,11 @@ class StateTable:
         """Copies of the states at `slots`: one (n, *shape) array per state tensor."""
         return [np.take(a, slots, axis=0) for a in self.arrays]
 
-    def scatter(self, slots: np.ndarray, states: Sequence[np.ndarray]) -> None:
-        """Write (n, *shape) states back to `slots` (slots must be distinct)."""
+    def scatter(self, slots: np.ndarray, states: Sequence[np.ndarray | None]) -> None:
+        """Write (n, *shape) states back to `slots` (slots must be distinct); None leaves a tensor as it is."""
         for a, s in zip(self.arrays, states):
-            a[slots] = s
+            if s is not None:
+                a[slots] = s
 
     def get(self, cell: str) -> list[np.ndarray] | None:
         s = self._slot_of.get(cell)

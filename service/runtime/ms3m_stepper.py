@@ -27,6 +27,7 @@ class StepDetails:
     logits: np.ndarray  # (B, E) gate preferences before top-k and masking
     expert_runs: np.ndarray  # (E,) cells each expert's graph ran for in this step
     expert_seconds: np.ndarray  # (E,) wall time spent in each expert's graph in this step
+    changed: np.ndarray | None = None  # (n_state,) bool: state tensors this step changed
 
 
 class MS3MStepper:
@@ -61,7 +62,10 @@ class MS3MStepper:
 
     def run(self, x: np.ndarray, state: Sequence[np.ndarray], objective: np.ndarray | None = None,
             active: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray], StepDetails]:
-        """x (B, D) float32, state (flat, see module docstring), objective (B, 5), active (B, E) bool."""
+        """x (B, D) float32, state (flat, see module docstring), objective (B, 5), active (B, E) bool.
+
+        Takes ownership of `state`: its arrays may be updated in place. `details.changed` (n_state,) says which
+        state tensors changed, so the caller writes back only those."""
         B = x.shape[0]
         if len(state) != self.n_state:
             raise ValueError(f"state has {len(state)} tensors, this MS³M bundle needs {self.n_state}")
@@ -71,37 +75,59 @@ class MS3MStepper:
             active = np.ones((B, self.n_experts), bool)
         if not active.any(1).all():
             raise ValueError("every cell needs at least one active expert")
-        new_state: list[np.ndarray] = [state[0]]
+        new_state: list[np.ndarray] = list(state)
+        changed = np.zeros(self.n_state, bool)
+        changed[0] = True  # the gate's EMA context
         feats, phases = [], []
         runs = np.zeros(self.n_experts, np.int64)
         seconds = np.zeros(self.n_experts)
         for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
             phase, acc, feat, *net = state[sl]
             act = active[:, e]
-            acc_new = acc + x
-            phase_new = phase + 1
-            ready = (phase_new[:, 0] >= s - 0.5) if s > 1 else np.ones(B, bool)
-            run = np.flatnonzero(act & ready)
-            feat_out, net_out = feat.copy(), [n.copy() for n in net]
+            all_active = bool(act.all())
+            if s == 1:  # no pooling: the expert runs on x whenever active; acc and phase stay 0
+                run_mask = act
+                inputs = x
+            else:
+                run_mask = act & (phase[:, 0] >= s - 1.5)  # the s-th sample of the pooling window
+                inputs = acc + x
+            run = np.flatnonzero(run_mask)
             if run.size:
+                every = run.size == B
                 t0 = time.perf_counter()
-                f, new_net = rt.run(np.ascontiguousarray(acc_new[run] / s, dtype=np.float32), [n[run] for n in net])
-                feat_out[run] = f
-                for dst, src in zip(net_out, new_net):
-                    dst[run] = src
-                runs[e] = run.size
+                pooled = inputs if every else inputs[run]
+                f, new_net = rt.run(np.ascontiguousarray(pooled / s if s > 1 else pooled, dtype=np.float32),
+                                    net if every else [n[run] for n in net])
                 seconds[e] = time.perf_counter() - t0
-            reset = (act & ready)[:, None]
-            acc_out = np.where(act[:, None], np.where(reset, 0, acc_new), acc).astype(np.float32)
-            phase_out = np.where(act[:, None], np.where(reset, 0, phase_new), phase).astype(np.float32)
-            new_state += [phase_out, acc_out, feat_out, *net_out]
-            feats.append(feat_out)
-            phases.append(phase_out[:, 0])
+                runs[e] = run.size
+                if every:
+                    feat, net = f, list(new_net)
+                else:  # the gathered rows are ours to update
+                    feat[run] = f
+                    for i, src in enumerate(new_net):
+                        net[i][run] = src
+                new_state[sl.start + 2] = feat
+                new_state[sl.start + 3 : sl.stop] = net
+                changed[sl.start + 2 : sl.stop] = True
+            if s > 1 and act.any():
+                if all_active:
+                    acc_out = inputs
+                    phase_out = phase + 1
+                else:
+                    acc_out = np.where(act[:, None], inputs, acc)
+                    phase_out = np.where(act[:, None], phase + 1, phase)
+                acc_out[run] = 0
+                phase_out[run] = 0
+                new_state[sl.start], new_state[sl.start + 1] = phase_out.astype(np.float32, copy=False), \
+                    acc_out.astype(np.float32, copy=False)
+                changed[sl.start : sl.start + 2] = True
+            feats.append(feat)
+            phases.append(new_state[sl.start][:, 0])
         y, w, contrib, ema, logits = self._gate.run(None, {
             "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
-            "objective": objective.astype(np.float32), "active": active.astype(np.float32)})
+            "objective": objective.astype(np.float32, copy=False), "active": active.astype(np.float32)})
         new_state[0] = ema
-        return y, new_state, StepDetails(w, contrib, logits, runs, seconds)
+        return y, new_state, StepDetails(w, contrib, logits, runs, seconds, changed)
 
     def warm(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:
         """State of `expert` for B cells from their recent normalized inputs windows[i] (W_i, D), oldest

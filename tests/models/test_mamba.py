@@ -44,8 +44,8 @@ def tiny_layer(dtype=torch.float64, **kw) -> MambaLayer:
 
 def random_layer_state(layer: MambaLayer, Bsz: int, dtype=torch.float64):
     g = torch.Generator().manual_seed(1)
-    conv = torch.randn(Bsz, layer.d_inner, layer.d_conv - 1, generator=g, dtype=dtype)
-    ssm = torch.randn(Bsz, layer.d_inner, layer.d_state, generator=g, dtype=dtype)
+    conv = torch.randn(Bsz, layer.d_conv - 1, layer.d_inner, generator=g, dtype=dtype)
+    ssm = torch.randn(Bsz, layer.d_state, layer.d_inner, generator=g, dtype=dtype)
     return conv, ssm
 
 
@@ -62,7 +62,7 @@ def test_zero_state_is_the_reference_zero_padded_conv():
     delta = F.softplus(dt @ layer.dt_proj.weight.T + layer.dt_proj.bias)
     y_ref, _ = selective_scan_ref(ref, delta, -torch.exp(layer.A_log), B, C, layer.D)
     assert torch.allclose(y, layer.out_proj(y_ref * F.silu(z)), atol=1e-12)
-    assert torch.equal(conv, x[..., -3:])  # the conv state is the last d_conv − 1 conv inputs
+    assert torch.equal(conv, x[..., -3:].transpose(1, 2))  # the conv state is the last d_conv − 1 conv inputs
 
 
 @pytest.mark.parametrize("split", [1, 2, 5, 16])
@@ -132,7 +132,7 @@ def test_step_does_not_modify_state_and_has_no_complex():
     frozen = tuple(t.clone() for t in state)
     _, new = layer.step(torch.randn(2, 6), state)
     assert all(torch.equal(a, b) for a, b in zip(state, frozen))
-    assert [tuple(t.shape) for t in new] == [(2, 12, 2), (2, 12, 4)]
+    assert [tuple(t.shape) for t in new] == [(2, 2, 12), (2, 4, 12)]  # (d_conv − 1, E), (N, E)
 
 
 def test_config_defaults_and_entry_point():
