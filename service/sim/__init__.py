@@ -3,6 +3,8 @@
 Both publish over gRPC (ms3m.v1.E2Ingest/PublishAcked) through `service.sim.publisher.Publisher`. This
 module only registers the CLI subcommands (`add_simulate_parser`, `add_replay_parser`); the heavy imports
 (grpc, numpy, pandas) happen when a command runs, and nothing here imports the `models` package (torch).
+Modules: `encoding` (the KpiIndication wire format), `delivery` (the acked and unacked streams), `publisher`,
+`generator` (the simulator's physics), `simulator` (`simulate`), `replayer` (`replay`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from contract.kpis import SYNTHETIC_KPIS
+
 DEFAULT_TARGET = "localhost:50051"
-SIMULATED_KPIS = [  # what `simulate` sends (service.sim.simulator.KPIS), in the offline synthetic dataset's order
-    "DRB.UEThpDl", "DRB.UEThpUl", "RRU.PrbUsedDl", "RRC.ConnMean", "DRB.RlcSduDelayDl",
-    "RF.serving.RSRP", "RF.serving.RSRQ", "RF.serving.RSSINR", "DRB.UECqiDl", "PEE.AvgPower",
-]
+SIMULATED_KPIS = list(SYNTHETIC_KPIS)  # what `simulate` sends (service.sim.simulator.KPIS), in the dataset's order
 
 
 def _paragraphs(*texts: str) -> str:

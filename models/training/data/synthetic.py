@@ -41,7 +41,8 @@ Implementation: float32 (cells, steps) arrays. The stateful parts (regimes, the 
 recursions: load noise, bursts, RSRP drift) run over all cells at once, the recursions as a loop over
 time with a vector step; everything else runs in blocks of ~1 MB per array, which keeps it in cache
 (1000 cells × 10k steps: ≈2 s on one core, a third of it first-touching the 400 MB result).
-Measurement noise is Box–Muller normal. Deterministic for a given seed and arguments.
+Measurement noise is Box–Muller normal. Deterministic for a given seed and arguments. The constants, daily
+profiles, per-cell parameters and radio/KPI formulas are `contract.synthetic`'s, shared with the simulator.
 """
 
 from __future__ import annotations
@@ -50,26 +51,20 @@ import math
 
 import numpy as np
 
+from contract.kpis import SYNTHETIC_KPIS
+from contract.synthetic import (
+    PROFILE_POINTS,
+    REGIME_LEVEL,
+    REGIME_SIGMA,
+    cell_parameters,
+    daily_profiles,
+    derive_kpis,
+)
 from models.training.series import Series, SeriesSet
 
-KPIS = [
-    "DRB.UEThpDl",  # mean DL UE throughput, kbit/s
-    "DRB.UEThpUl",  # mean UL UE throughput, kbit/s
-    "RRU.PrbUsedDl",  # DL PRB utilization, % (0..100)
-    "RRC.ConnMean",  # mean number of RRC-connected UEs
-    "DRB.RlcSduDelayDl",  # DL RLC SDU delay, ms
-    "RF.serving.RSRP",  # mean serving RSRP, dBm
-    "RF.serving.RSRQ",  # mean serving RSRQ, dB
-    "RF.serving.RSSINR",  # mean serving SINR, dB
-    "DRB.UECqiDl",  # mean reported DL CQI (0..15)
-    "PEE.AvgPower",  # mean power consumption, W
-]
+KPIS = list(SYNTHETIC_KPIS)  # names, units and order in contract.kpis (the simulator sends the same)
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the first timestamp of every series
-NOISE_DBM = -125.0  # thermal noise per 15 kHz RE: −174 dBm/Hz + 41.8 dB + 7 dB noise figure
-REGIME_LEVEL = np.array([1.0, 1.35, 0.55], dtype=np.float32)
-REGIME_SIGMA = np.array([0.03, 0.06, 0.015], dtype=np.float32)
-_PROFILE_POINTS = 4096
 
 
 def _ar1(x: np.ndarray, rho: float, stationary: bool = False) -> np.ndarray:
@@ -100,32 +95,6 @@ def _gauss(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     z[:m] = r * np.cos(theta)
     z[m:] = r * np.sin(theta)
     return z[:n].reshape(shape)
-
-
-def _daily_profiles() -> tuple[np.ndarray, np.ndarray]:
-    """Business and residential daily load shapes on a grid of one day, each peaking at 1."""
-    tau = np.arange(_PROFILE_POINTS) / _PROFILE_POINTS
-
-    def bump(mu: float, width: float) -> np.ndarray:
-        dist = (tau - mu + 0.5) % 1.0 - 0.5  # wrapped distance in days
-        return np.exp(-0.5 * (dist / width) ** 2)
-
-    business = bump(0.54, 0.13)  # 13:00
-    residential = 0.45 * bump(0.34, 0.05) + bump(0.86, 0.09)  # 08:10 and 20:40
-    return (business / business.max()).astype(np.float32), (residential / residential.max()).astype(np.float32)
-
-
-def _spectral_efficiency(sinr_lin: np.ndarray) -> np.ndarray:
-    """TR 36.942 attenuated Shannon bound: 0.6·log2(1 + SINR), 0 below −10 dB, at most 4.4 b/s/Hz."""
-    se = np.minimum(np.float32(0.6) * np.log2(np.float32(1.0) + sinr_lin), np.float32(4.4))
-    return np.where(sinr_lin < np.float32(0.1), np.float32(0.0), se)
-
-
-def _db_sum(a_db: np.ndarray, b_db: float | np.ndarray) -> np.ndarray:
-    """10·log10(10^(a/10) + 10^(b/10)) without overflow."""
-    hi = np.maximum(a_db, b_db)
-    lo = np.minimum(a_db, b_db)
-    return hi + np.float32(10.0) * np.log10(np.float32(1.0) + np.power(np.float32(10.0), (lo - hi) / np.float32(10.0)))
 
 
 def _regimes(rng: np.random.Generator, T: int, C: int, mean_steps: float) -> np.ndarray:
@@ -223,26 +192,11 @@ def synthetic_kpis(
     f32 = np.float32
     rng = np.random.default_rng(seed)
 
-    def per_cell(low: float, high: float) -> np.ndarray:  # (C, 1), broadcasts against (C, T)
-        return rng.uniform(low, high, size=(C, 1)).astype(f32)
-
     def uniform_unit(shape: tuple[int, int]) -> np.ndarray:  # zero mean, unit variance
         return (rng.random(shape, dtype=f32) - f32(0.5)) * f32(math.sqrt(12.0))
 
-    # per-cell heterogeneity
-    phase = rng.normal(0.0, 0.03, size=(C, 1)).astype(f32)  # days (± 45 min)
-    business_w = per_cell(0.0, 1.0)
-    peak, floor = per_cell(0.45, 0.9), per_cell(0.03, 0.12)
-    bandwidth_mhz = rng.choice(np.array([10.0, 20.0, 40.0, 100.0], dtype=f32), size=(C, 1), p=[0.2, 0.4, 0.25, 0.15])
-    rsrp_c = per_cell(-108.0, -82.0)
-    interf_c = rsrp_c - per_cell(6.0, 16.0)  # per-RE interference at full neighbour load, dBm
-    ul_loss = per_cell(3.0, 8.0)  # UL SINR below DL SINR, dB
-    users_peak = per_cell(40.0, 400.0)
-    d0, d1 = per_cell(2.0, 6.0), per_cell(2.0, 6.0)
-    p_base, p_dyn = per_cell(250.0, 450.0), per_cell(150.0, 300.0)
-    # capacity at median conditions (neighbours half loaded), kbit/s: load 1 = this much offered traffic
-    sinr_nom = np.power(f32(10.0), (rsrp_c - _db_sum(interf_c + 10 * np.log10(f32(0.55)), f32(NOISE_DBM))) / 10)
-    cap_nom = bandwidth_mhz * _spectral_efficiency(sinr_nom) * f32(1000.0)
+    p = cell_parameters(rng, C)  # per-cell heterogeneity (contract.synthetic)
+    phase, business_w, peak, floor = p.phase, p.business_w, p.peak, p.floor
 
     # the stateful pieces, over all cells at once: regimes, the three first-order recursions, events
     regime = _regimes(rng, T, C, regime_steps) if regimes else np.zeros((C, T), dtype=np.int8)
@@ -258,10 +212,9 @@ def synthetic_kpis(
 
     values = np.empty((C, T, len(KPIS)), dtype=f32)
     kind = np.empty((C, T), dtype=np.int8)
-    col = {k: i for i, k in enumerate(KPIS)}
     steps = np.arange(T, dtype=np.int64)
     day_frac = ((steps % cycle_steps) / cycle_steps).astype(f32)  # (T,) exact before it meets the phase
-    business, residential = _daily_profiles()
+    business, residential = daily_profiles()
     block = max(1, (1 << 18) // T)  # ~1 MB float32 arrays: cache-friendly, no page-fault churn
     for c0 in range(0, C, block):
         c1 = min(C, c0 + block)
@@ -273,7 +226,7 @@ def synthetic_kpis(
 
         # diurnal (and weekly) base load
         frac = day_frac + phase[cs]  # (nb, T) days, in (-0.2, 1.2)
-        grid = ((frac - np.floor(frac)) * _PROFILE_POINTS).astype(np.int32) & (_PROFILE_POINTS - 1)
+        grid = ((frac - np.floor(frac)) * PROFILE_POINTS).astype(np.int32) & (PROFILE_POINTS - 1)
         diurnal = business_w[cs] * business[grid] + (1 - business_w[cs]) * residential[grid]  # (nb, T)
         base = floor[cs] + (peak[cs] - floor[cs]) * diurnal
         if weekly:
@@ -286,33 +239,10 @@ def synthetic_kpis(
         drop = np.exp(log_drop)  # 1 outside outages
         offered = np.maximum(base + noise[cs] + bursts[cs] + surge, 0.0) * drop
 
-        # radio
-        rsrp = rsrp_c[cs] - 2.0 * (1.0 - diurnal) + drift[cs]
-        interf = interf_c[cs] + 10.0 * np.log10(0.1 + 0.9 * np.minimum(base, 1.0)) + interf_shift + normal()
-        sinr_db = rsrp - _db_sum(interf, f32(NOISE_DBM))
-        sinr = np.power(f32(10.0), sinr_db / f32(10.0))
-        cap = bandwidth_mhz[cs] * _spectral_efficiency(sinr) * f32(1000.0)
-        rho_raw = offered * cap_nom[cs] / np.maximum(cap, f32(1.0))  # PRB demand; > 1 is overload
-        rho = np.clip(rho_raw, 0.0, 1.0)
-
+        # radio and the KPIs
         out = values[cs]
-        out[:, :, col["DRB.UEThpDl"]] = cap * (1.0 - np.minimum(rho_raw, 0.97)) * drop * np.exp(0.08 * normal())
-        # UL: UE power-limited (SINR lower by ul_loss, a third of the capacity), a tenth of the DL traffic
-        cap_ul = bandwidth_mhz[cs] * _spectral_efficiency(sinr / np.power(f32(10.0), ul_loss[cs] / 10)) * f32(330.0)
-        rho_ul = 0.1 * offered * cap_nom[cs] / np.maximum(cap_ul, f32(1.0))
-        out[:, :, col["DRB.UEThpUl"]] = cap_ul * (1.0 - np.minimum(rho_ul, 0.97)) * drop * np.exp(0.1 * normal())
-        out[:, :, col["RRU.PrbUsedDl"]] = 100.0 * np.clip(0.02 + 0.98 * rho + 0.01 * normal(), 0.0, 1.0)
-        users = users_peak[cs] * np.maximum(0.05 + 0.95 * (base + 0.5 * bursts[cs]) / peak[cs], 0.0) * drop
-        out[:, :, col["RRC.ConnMean"]] = np.maximum(users + np.sqrt(users) * normal(), 0.0)
-        busy = np.minimum(rho_raw, 0.98)
-        delay = d0[cs] + d1[cs] * busy / (1.0 - busy) + 50.0 * d1[cs] * np.maximum(rho_raw - 1.0, 0.0)
-        out[:, :, col["DRB.RlcSduDelayDl"]] = np.minimum(delay * np.exp(0.1 * normal()), 1000.0)
-        out[:, :, col["RF.serving.RSRP"]] = rsrp + 0.5 * normal()
-        rsrq = -10.0 * np.log10(2.0 + 10.0 * rho + 12.0 / np.maximum(sinr, f32(1e-3))) + 0.3 * normal()
-        out[:, :, col["RF.serving.RSRQ"]] = np.clip(rsrq, -19.5, -3.0)
-        out[:, :, col["RF.serving.RSSINR"]] = np.clip(sinr_db + 0.5 * normal(), -20.0, 40.0)
-        out[:, :, col["DRB.UECqiDl"]] = np.clip((sinr_db + 7.9) / 1.86 + 0.25 * normal(), 0.0, 15.0)
-        out[:, :, col["PEE.AvgPower"]] = p_base[cs] + p_dyn[cs] * rho + 3.0 * normal()
+        derive_kpis(out, p.rows(cs), base=base, diurnal=diurnal, offered=offered, drop=drop, bursts=bursts[cs],
+                    drift=drift[cs], interf_shift=interf_shift, normal=normal)
         if missing_rate > 0:
             out[rng.random((nb, T)) < missing_rate] = np.nan
     del noise, bursts, drift
