@@ -9,6 +9,7 @@ switched-on expert's window from the buffer (event loop) and warms it in the wor
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import time
@@ -33,7 +34,10 @@ Warm = tuple[ModelHost, int, int]  # (host, slot, expert index)
 
 
 class ExpertWarmups:
-    """Warm switched-on experts from the cells' buffered windows (README, "Expert routing")."""
+    """Warm switched-on experts from the cells' buffered windows (README, "Expert routing"), off the step path:
+    the engine thread only marks the start (begin_warm) and installs the result (finish_warm, which also
+    replays the few samples stepped meanwhile); the pass over the window runs in one warm-up thread of its
+    own, so at most one core goes to warm-ups and a step never waits for one."""
 
     def __init__(self, hosts: list[ModelHost], buffer: WindowBuffer, engine: StepEngine, metrics: Metrics,
                  window_length: int):
@@ -41,6 +45,8 @@ class ExpertWarmups:
         self.metrics = metrics
         self.window_length = window_length
         self.tasks: set[asyncio.Task] = set()
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ms3m-warmup")
+        self.seconds = 0.0  # time spent in warm-up passes (warm-up thread)
 
     def schedule(self, warm: list[Warm]) -> None:
         """Start warming (event loop); `cancel` stops what is still running."""
@@ -51,6 +57,7 @@ class ExpertWarmups:
     def cancel(self) -> None:
         for t in list(self.tasks):
             t.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, warm: list[Warm]) -> int:
         """Warm every (host, slot, expert); returns how many were warmed. A buffer outage skips the group
@@ -59,33 +66,45 @@ class ExpertWarmups:
         for host, slot, e in warm:
             groups.setdefault((self.hosts.index(host), e), []).append(slot)
         total = 0
-        for (hi, e), slots in groups.items():
-            host = self.hosts[hi]
-            series = [host.table.cell_of(s) for s in slots]
-            try:
-                windows = [await self.buffer.window(k, self.window_length) for k in series]
-            except BufferUnavailable:
-                self.metrics.redis_errors.labels("window").inc()
-                continue
-            total += await asyncio.wrap_future(self.engine.call(
-                lambda host=host, slots=slots, series=series, windows=windows, e=e:
-                self._warm(host, slots, series, windows, e)))
+        for (hi, e), slot_list in groups.items():
+            total += await self._warm_group(self.hosts[hi], np.array(slot_list, np.int64), e)
         return total
 
-    def _warm(self, host: ModelHost, slots: list[int], series: list[str], windows, e: int) -> int:
-        """Worker thread: warm the slots still holding their series, with samples up to the last one stepped."""
-        keep, vals = [], []
-        for i, k in enumerate(series):
-            if host.table.cell_of(slots[i]) != k or not len(windows[i]):
-                continue  # the slot was reused for another series meanwhile
-            v = windows[i].values[windows[i].timestamp_ms <= host.last_ts[slots[i]]]
-            if len(v):
+    async def _warm_group(self, host: ModelHost, slots: np.ndarray, e: int) -> int:
+        begun, ends, clocks = await asyncio.wrap_future(self.engine.call(lambda: host.begin_warm(slots, e)))
+        slots, ends, clocks = slots[begun], ends[begun], clocks[begun]
+        if not len(slots):
+            return 0
+        series = [host.table.cell_of(int(s)) for s in slots]
+        try:
+            windows = [await self.buffer.window(k, self.window_length) for k in series]
+        except BufferUnavailable:
+            self.metrics.redis_errors.labels("window").inc()
+            await asyncio.wrap_future(self.engine.call(lambda: host.cancel_warm(slots, e)))
+            return 0
+        keep = []
+        for i, w in enumerate(windows):
+            windows[i] = w.values[w.timestamp_ms <= ends[i]]  # up to the last sample stepped at begin_warm
+            if len(windows[i]):
                 keep.append(i)
-                vals.append(v)
-        if keep:
-            host.warm(np.array([slots[i] for i in keep]), e, vals)
-            self.metrics.expert_warmups.inc(len(keep))
-        return len(keep)
+        if len(keep) < len(slots):
+            drop = np.setdiff1d(np.arange(len(slots)), keep)
+            await asyncio.wrap_future(self.engine.call(lambda: host.cancel_warm(slots[drop], e)))
+        if not keep:
+            return 0
+        slots, clocks = slots[keep], clocks[keep]
+        series, windows = [series[i] for i in keep], [windows[i] for i in keep]
+        t0 = time.perf_counter()
+        try:
+            pieces = await asyncio.get_running_loop().run_in_executor(
+                self.executor, host.warm_pieces, e, windows, clocks)
+        except BaseException:
+            self.engine.call(lambda: host.cancel_warm(slots, e))
+            raise
+        self.seconds += time.perf_counter() - t0
+        n = await asyncio.wrap_future(self.engine.call(lambda: host.finish_warm(slots, series, e, pieces)))
+        self.metrics.expert_warmups.inc(n)
+        return n
 
 
 class StepControl:

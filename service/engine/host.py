@@ -92,6 +92,7 @@ class ModelHost:
         self.lock = threading.Lock()
         self._new_slots: list[int] = []  # allocated since the last take_new_slots() (policy lookup)
         self.fallbacks = 0  # steps of a cell that had no active expert (all experts stepped instead)
+        self._warming: dict[int, dict[int, list[np.ndarray]]] = {}  # slot → expert → inputs since begin_warm
         self._cap = 0
         self._sync_capacity()
 
@@ -127,6 +128,8 @@ class ModelHost:
         self.objective[s] = DEFAULT_OBJECTIVE
         self.enforce[s] = False
         self.table.arrays[-2][s] = np.nan  # ffill: nothing seen yet
+        for slot in slots:
+            self._warming.pop(int(slot), None)
         self._new_slots.extend(slots)
         if self.is_ms3m:
             self.active[s] = True
@@ -192,6 +195,8 @@ class ModelHost:
             new_states = [st[keep] if changed is None or changed[i] else st for i, st in enumerate(new_states)]
             if gate is not None:
                 gate, logits, expert_fc = gate[keep], logits[keep], expert_fc[keep]
+        if self._warming:
+            self._keep_warming_inputs(slots, xn if len(xn) == len(slots) else xn[applied])
         new_clock = np.remainder(clock + 1, self.clock_mod)
         write = [*new_states, x.astype(np.float32), new_clock]
         if changed is not None:  # MS³M: state of experts that did not run stays as it is
@@ -212,18 +217,57 @@ class ModelHost:
     # -- MS³M experts -------------------------------------------------------------------------------
     def warm(self, slots: np.ndarray, expert: int, windows: list[np.ndarray]) -> None:
         """Warm expert `expert` of `slots` from each cell's recent raw samples (W_i, D_service), oldest
-        first and ending at the cell's last applied sample, then mark it active."""
+        first and ending at the cell's last applied sample, then mark it active (all in the calling thread;
+        the service splits this into begin_warm → warm_pieces (any thread) → finish_warm)."""
+        begun, _, _ = self.begin_warm(slots, expert)
+        slots, windows = np.asarray(slots)[begun], [w for w, b in zip(windows, begun) if b]
+        series = [self.table.cell_of(int(s)) for s in slots]
+        self.finish_warm(slots, series, expert, self.warm_pieces(expert, windows, self.table.arrays[-1][slots, 0]))
+
+    def begin_warm(self, slots: np.ndarray, expert: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Engine thread: from now on the inputs of `slots` are kept for `expert`'s catch-up. Returns which
+        slots began (B,) bool (False: that expert of the slot is already warming), the timestamp of each slot's
+        last applied sample (where the warm-up window must end) and its sample clock."""
         assert self.stepper is not None
-        clock = self.table.arrays[-1][slots, 0].astype(np.int64)
+        begun = np.zeros(len(slots), bool)
+        for i, slot in enumerate(np.asarray(slots, np.int64).tolist()):
+            mine = self._warming.setdefault(slot, {})
+            if expert not in mine:
+                mine[expert] = []
+                begun[i] = True
+        return begun, self.last_ts[slots].copy(), self.table.arrays[-1][slots, 0].astype(np.int64)
+
+    def cancel_warm(self, slots: np.ndarray, expert: int) -> None:
+        """Engine thread: forget a begun warm-up (the expert stays off)."""
+        for slot in np.asarray(slots, np.int64).tolist():
+            self._warming.get(slot, {}).pop(expert, None)
+            if not self._warming.get(slot, True):
+                del self._warming[slot]
+
+    def warm_pieces(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:
+        """Any thread (pure): the expert's state pieces from raw windows (W_i, D_service), forward-filled and
+        normalized, for cells at sample clock `clock` (B,). The expensive part of a warm-up."""
         xs = []
         for w in windows:
-            x = w[:, self.input_cols]
-            filled = x.copy()
+            filled = w[:, self.input_cols].copy()
             for t in range(1, len(filled)):  # forward fill inside the window (windows are short)
                 miss = np.isnan(filled[t])
                 filled[t, miss] = filled[t - 1, miss]
             xs.append(np.nan_to_num((filled - self.in_mean) / self.in_std, nan=0.0).astype(np.float32))
-        pieces = self.stepper.warm(expert, xs, clock)
+        return self.stepper.warm(expert, xs, np.asarray(clock, np.int64))
+
+    def finish_warm(self, slots: np.ndarray, series: list[str | None], expert: int, pieces: list[np.ndarray]) -> int:
+        """Engine thread: bring `pieces` up to date with the inputs stepped since begin_warm, install them and
+        switch the expert on. Slots that meanwhile hold another series (or were reset) are skipped; returns
+        how many were warmed."""
+        keep = [i for i, (slot, key) in enumerate(zip(np.asarray(slots).tolist(), series))
+                if key is not None and self.table.cell_of(slot) == key and expert in self._warming.get(slot, {})]
+        rows = [self._warming[int(slots[i])].pop(expert) for i in keep]
+        self.cancel_warm(slots, expert)
+        if not keep:
+            return 0
+        slots = np.asarray(slots)[keep]
+        pieces = self.stepper.advance(expert, [p[keep] for p in pieces], rows)
         sl = self.stepper.slices[expert]
         for offset, arr in enumerate(pieces):
             self.table.arrays[sl.start + offset][slots] = arr
@@ -234,6 +278,13 @@ class ModelHost:
         self.active[slots] &= ~off
         self.pending_off[slots] = False
         self.dirty[slots] = True
+        return len(keep)
+
+    def _keep_warming_inputs(self, slots: np.ndarray, xn: np.ndarray) -> None:
+        """Record the applied normalized inputs of slots being warmed (their catch-up in finish_warm)."""
+        for i, slot in enumerate(slots.tolist()):
+            for rows in self._warming.get(slot, {}).values():
+                rows.append(xn[i])
 
     def take_new_slots(self) -> list[int]:
         out, self._new_slots = self._new_slots, []

@@ -160,5 +160,24 @@ class MS3MStepper:
                 dst[idx] = src
         return [phase[:, None], acc, feat, *net]
 
+    def advance(self, expert: int, pieces: list[np.ndarray], rows: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Step `expert`'s state pieces [phase, acc, feature, network state…] (B, …) over each cell's later
+        normalized inputs rows[i] (a list of (D,), oldest first), with the pooling of `run`. Returns new pieces."""
+        s, rt = self.scales[expert], self.experts[expert]
+        phase, acc, feat, *net = [p.copy() for p in pieces]
+        for t in range(max((len(r) for r in rows), default=0)):
+            idx = np.array([i for i, r in enumerate(rows) if t < len(r)], np.int64)
+            acc[idx] += np.stack([rows[i][t] for i in idx])
+            phase[idx] += 1
+            run = idx[phase[idx, 0] >= s - 0.5]
+            if run.size:
+                f, new = rt.run(np.ascontiguousarray(acc[run] / s, dtype=np.float32), [n[run] for n in net])
+                feat[run] = f
+                for dst, src in zip(net, new):
+                    dst[run] = src
+                acc[run] = 0
+                phase[run] = 0
+        return [phase, acc, feat, *net]
+
     def _net_shapes(self, expert: int) -> list[tuple[int, ...]]:
         return [tuple(s.shape) for s in self._manifest_experts[expert].state]
