@@ -44,6 +44,7 @@ COPY proto ./proto
 COPY contract ./contract
 COPY models ./models
 COPY service ./service
+COPY bench ./bench
 RUN PIP_ARGS="$PIP_ARGS" ms3m-install wheel /src /wheels
 
 # -- virtualenvs: serving (no torch: install.sh fails the build if torch slips in) and trainer ------------------

@@ -1,7 +1,8 @@
 """The `ms3m` command line: one entry point, one subcommand per job.
 
 Each subcommand imports what it needs only when it runs, so `ms3m --help` is instant and the
-serving commands never import torch.
+serving commands never import torch. `ms3m bench …` is defined in bench/cli.py and registered only
+where bench/ is installed (a source install; the images carry none).
 """
 
 from __future__ import annotations
@@ -93,209 +94,14 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_config)
 
 
-def print_result(result: dict, as_json: bool) -> None:
-    """A benchmark or evaluation result: a table on stderr-free stdout, and with --json one JSON document last."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(stderr=as_json)  # with --json the table goes to stderr so stdout is pure JSON
-    table = Table(title=result.get("title") or f"ms3m bench {result.get('benchmark', '')}".strip())
-    cols = result.get("columns") or (list(result["rows"][0]) if result.get("rows") else [])
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "runtime", "name", "kind") else "right")
-    for row in result.get("rows", []):
-        table.add_row(*(_fmt(row.get(c)) for c in cols))
-    console.print(table)
-    for k, v in (result.get("summary") or {}).items():
-        console.print(f"  {k}: {_fmt(v)}")
-    if as_json:
-        print(json.dumps(result, indent=None, default=str))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
-    return "" if v is None else str(v)
-
-
-def _output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON document last")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-
-
-def _bench_progress(args: argparse.Namespace):
-    if getattr(args, "quiet", False):
-        return None
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    return lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)
-
-
-def _cmd_bench_step(args: argparse.Namespace) -> int:
-    from models.training.benchmarks import step
-
-    result = step.run(models=args.model, histories=args.history, batches=args.batch, rounds=args.rounds,
-                      min_seconds=args.min_seconds, threads=args.threads, runtime=args.runtime,
-                      progress=_bench_progress(args))
-    print_result(result, args.json)
-    return 0
-
-
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks that print figures (add --json for one JSON document last)",
-        description="Benchmarks measured side by side in one run. Each prints a table; with --json the table "
-        "goes to stderr and stdout carries one JSON document, so runs can be compared.",
-    )
-    bsub = p.add_subparsers(title="benchmarks", metavar="BENCH")
-    s = bsub.add_parser(
-        "step",
-        help="per-sample step cost vs history length for every model, vs the Transformer",
-        description="For every registered model (or --model ...): per-sample cost of one recurrent step after "
-        "history h samples, at batch 1 and 1024, and the ratios against a Transformer recomputing its full "
-        "window and against the Transformer's KV-cache step, all measured in this run (torch eager, CPU).",
-    )
-    s.add_argument("--model", action="append", help="model to measure (repeatable; default: all)")
-    s.add_argument("--history", type=int, nargs="+", default=[256, 1024, 4096], help="history lengths")
-    s.add_argument("--batch", type=int, nargs="+", default=[1, 1024], help="batch sizes (cells)")
-    s.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
-    s.add_argument("--min-seconds", type=float, default=0.2, help="minimum timing per measurement")
-    s.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    s.add_argument("--runtime", choices=["onnxruntime", "torchscript", "torch"], default="onnxruntime",
-                   help="runtime of the timed step (default onnxruntime, what the xApp serves)")
-    _output_args(s)
-    s.set_defaults(handler=_cmd_bench_step)
-    r = bsub.add_parser(
-        "runtime",
-        help="one batched step on onnxruntime vs TorchScript vs torch eager",
-        description="Writes a bundle per model (default S4D, Mamba, LRU, MS³M at registry defaults) and times one "
-        "batched step on each runtime at batch 1, 64 and 1024, interleaved rounds, median kept; plus one step for "
-        "1,000 cells of the default S4D bundle and the onnxruntime session options (threads × spinning) behind "
-        "the service defaults.",
-    )
-    r.add_argument("--model", action="append", help="model (repeatable; default s4d mamba lru ms3m)")
-    r.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024], help="batch sizes (cells)")
-    r.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
-    r.add_argument("--min-seconds", type=float, default=0.2, help="minimum timing per measurement")
-    _output_args(r)
-    r.set_defaults(handler=_cmd_bench_runtime)
-    sv = bsub.add_parser(
-        "service",
-        help="the xApp end to end under load, next to a naive FastAPI + torch service",
-        description="Starts `ms3m serve` (memory buffer by default) with a bundle (default: the registry-default "
-        "S4D over the simulator's KPIs) and drives it with `ms3m simulate` at each offered load and then as fast as "
-        "possible: sustained samples/s ingest → forecast, p50/p99 ingest-to-forecast latency (exact, inside the "
-        "xApp), CPU and RSS. Then the same loads against a naive service that recomputes a full-window torch "
-        "forward per request, and the ratio.",
-    )
-    sv.add_argument("--bundle", help="bundle to serve (default: a registry-default S4D bundle)")
-    sv.add_argument("--load", type=int, nargs="+", default=[10_000, 20_000, 50_000], help="offered samples/s")
-    sv.add_argument("--duration", type=float, default=8.0, help="seconds per load")
-    sv.add_argument("--cells", type=int, default=1000, help="cells in the simulated stream")
-    sv.add_argument("--buffer", choices=["memory", "redis"], default="memory",
-                    help="window buffer of the xApp (redis: MS3M_REDIS_HOST / DBAAS_SERVICE_HOST)")
-    sv.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    _output_args(sv)
-    sv.set_defaults(handler=_cmd_bench_service)
-    mem = bsub.add_parser(
-        "memory",
-        help="resident memory per cell: window buffer + model state, at 10k and 100k cells",
-        description="For the MS³M and S4D registry-default bundles (or --bundle), in a fresh process each: fill "
-        "the embedded window buffer with a full window for every cell and step every cell once; prints RSS, its "
-        "growth per cell, and the allocated buffer / state / bookkeeping bytes per cell. A 'chatty' row shows "
-        "that one cell sending a whole window does not grow the other cells' allocation.",
-    )
-    mem.add_argument("--bundle", action="append", help="bundle directory (repeatable; default MS³M and S4D)")
-    mem.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000], help="cell counts")
-    mem.add_argument("--window", type=int, help="window length (default: the service's window_length)")
-    _output_args(mem)
-    mem.set_defaults(handler=_cmd_bench_memory)
-    c = bsub.add_parser(
-        "controllability",
-        help="does the objective steer MS³M's compute, and does MS³M beat its own experts?",
-        description="Trains MS³M (objectives sampled per sequence) and each of its experts alone on the synthetic "
-        "multi-cell KPIs with regime changes, then serves the held-out cells through the real serving path "
-        "(expert-level ONNX stepper + ExpertRouter with warm-ups) once per objective: MSE, measured expert compute "
-        "per step and the active experts' relative cost; writes gate_weights.png (gate weights of one cell over "
-        "time under the accuracy, balanced and energy objectives, with its regime changes) and results.json into "
-        "--out.",
-    )
-    c.add_argument("--steps", type=int, default=600, help="training steps per model (same budget for all)")
-    c.add_argument("--cells", type=int, default=32, help="synthetic cells")
-    c.add_argument("--days", type=int, default=4, help="synthetic (compressed) days per cell")
-    c.add_argument("--seed", type=int, default=0, help="random seed")
-    c.add_argument("--out", default="reports/controllability", help="report folder")
-    _output_args(c)
-    c.set_defaults(handler=_cmd_bench_controllability)
-    tr = bsub.add_parser(
-        "train",
-        help="training throughput and peak memory vs sequence length, SSMs vs the Transformer",
-        description="For each model (default S4D, S5, LRU, Mamba, MS³M, Transformer at registry defaults) and "
-        "sequence length (default 256 1024 4096): AdamW steps on random data in a fresh process — samples (time "
-        "steps) per second and peak memory above the model's own, and both relative to the Transformer (which "
-        "attends over the whole sequence).",
-    )
-    tr.add_argument("--model", action="append", help="model (repeatable)")
-    tr.add_argument("--seq-len", type=int, nargs="+", default=[256, 1024, 4096], help="sequence lengths")
-    tr.add_argument("--batch", type=int, default=8, help="sequences per step")
-    tr.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
-    tr.add_argument("--threads", type=int, default=1, help="torch threads")
-    _output_args(tr)
-    tr.set_defaults(handler=_cmd_bench_train)
-    p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
-
-
-def _cmd_bench_train(args: argparse.Namespace) -> int:
-    from models.training.benchmarks import train
-
-    result = train.run(models=args.model or train.MODELS, lengths=args.seq_len, batch=args.batch, steps=args.steps,
-                       threads=args.threads, progress=_bench_progress(args))
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_bench_controllability(args: argparse.Namespace) -> int:
-    from service.bench import controllability
-
-    result = controllability.run(steps=args.steps, cells=args.cells, days=args.days, out=args.out, seed=args.seed,
-                                 progress=_bench_progress(args))
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_bench_service(args: argparse.Namespace) -> int:
-    from service.bench import service
-
     try:
-        result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
-                             buffer=args.buffer, naive=not args.no_naive, progress=_bench_progress(args))
-    except service.ConservationError as e:
-        print(f"ms3m bench service: FAILED, samples lost: {e}", file=sys.stderr)
-        return 1
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_bench_memory(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from service.bench import memory
-
-    bundles = [(Path(b).name, Path(b)) for b in args.bundle] if args.bundle else None
-    result = memory.run(bundles=bundles, cells=args.cells, window=args.window, progress=_bench_progress(args))
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from service.bench import runtime
-
-    result = runtime.run(models=args.model or runtime.DEFAULT_MODELS, batches=args.batch, rounds=args.rounds,
-                         min_seconds=args.min_seconds, progress=_bench_progress(args))
-    print_result(result, args.json)
-    return 0
+        from bench.cli import add_bench_parser  # argparse only; each benchmark imports torch when it runs
+    except ModuleNotFoundError as e:  # an install without bench/ (the images, see Dockerfile): no `ms3m bench`
+        if e.name != "bench":
+            raise
+        return
+    add_bench_parser(sub)
 
 
 def _key_values(items: list[str] | None, what: str) -> dict:
@@ -438,6 +244,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.training import compare as cmp
+    from service.output import print_result
 
     preset = args.preset
     horizons = args.horizon or ([96, 192] if preset == "ett" else [10])

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_db: int = Field(0, ge=0)
     namespace: str = Field("ms3m", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # SDL namespace: keys are {ns},key
-    # samples kept per series; 256 keeps buffer + MS³M state ≤ 32 KiB per cell (README, "Memory")
+    # samples kept per series; 256 keeps buffer + MS³M state ≤ 32 KiB per cell (README, "Memory per cell")
     window_length: int = Field(256, ge=1, le=1_000_000)
 
     # Models and the step engine

@@ -34,7 +34,7 @@ Warm = tuple[ModelHost, int, int]  # (host, slot, expert index)
 
 
 class ExpertWarmups:
-    """Warm switched-on experts from the cells' buffered windows (README, "Expert routing"), off the step path:
+    """Warm switched-on experts from the cells' buffered windows (README, "MS³M"), off the step path:
     the engine thread only marks the start (begin_warm) and installs the result (finish_warm, which also
     replays the few samples stepped meanwhile); the pass over the window runs in one warm-up thread of its
     own, so at most one core goes to warm-ups and a step never waits for one."""

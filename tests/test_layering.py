@@ -89,3 +89,44 @@ def test_no_import_cycle_among_the_project_modules():
         if mod not in state:
             visit(mod, [mod])
     assert cycles == [], "import cycles: " + "; ".join(" → ".join(c) for c in cycles)
+
+
+def _project_files():
+    for root in ("models", "service", "bench"):
+        if (REPO / root).is_dir():
+            yield from (p for p in (REPO / root).rglob("*.py") if "_pb2" not in p.name)
+
+
+def test_objective_names_and_series_separator_are_written_only_in_contract():
+    """The objective tuple (all names in one literal) and the series-key separator used to build or parse
+    keys (`|ue=`, `|s=`, split/partition on "|", `"|" in key`) appear only in contract/."""
+    from contract.objectives import OBJECTIVES
+
+    offenders = []
+    for path in _project_files():
+        tree = ast.parse(path.read_text())
+        where = str(path.relative_to(REPO))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                names = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if set(OBJECTIVES) <= names:
+                    offenders.append(f"{where}:{node.lineno} objective tuple")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    "|ue=" in node.value or "|s=" in node.value):
+                offenders.append(f"{where}:{node.lineno} series-key literal {node.value!r}")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                    "partition", "rpartition", "split", "rsplit") and any(
+                    isinstance(a, ast.Constant) and a.value == "|" for a in node.args):
+                offenders.append(f"{where}:{node.lineno} {node.func.attr}('|')")
+            elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and node.left.value == "|" \
+                    and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+                offenders.append(f"{where}:{node.lineno} '|' in …")
+    assert offenders == [], "use contract.objectives / contract.series instead:\n" + "\n".join(offenders)
+
+
+def test_no_source_file_in_models_or_service_is_over_450_lines():
+    """Files stay readable top to bottom (docs/architecture.md, "Layout"); generated code excepted."""
+    long = [f"{p.relative_to(REPO)} ({n} lines)" for root in ("models", "service")
+            for p in (REPO / root).rglob("*.py") if "_pb2" not in p.name
+            and (n := len(p.read_text().splitlines())) > 450]
+    assert long == []

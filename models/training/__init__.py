@@ -1,1 +1,1 @@
-"""The offline trainer: datasets, training loop, evaluation and benchmarks (CLI: ms3m train / eval / bench)."""
+"""The offline trainer: datasets (data/), the training loop, evaluation and comparisons (CLI: ms3m train / eval)."""

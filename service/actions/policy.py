@@ -1,4 +1,4 @@
-"""Forecast → control actions (E2SM-RC style; README, "Control actions"), with hysteresis so actions do not flap.
+"""Forecast → control actions (E2SM-RC style; README, "The xApp service"), with hysteresis so actions do not flap.
 
 Rules, evaluated batch-wise over the series of one engine step (a rule whose KPI is not a forecast target is
 skipped). PRB use is the `prb_kpi` target (RRU.PrbUsedDl, percent of the cell's PRBs); "peak" is the max over

@@ -19,6 +19,7 @@ from service.engine.state_table import StateTable, TableFullError
 from service.runtime.backends import create_runtime
 from service.runtime.bundle import Bundle
 from service.runtime.ms3m_stepper import MS3MStepper
+from service.runtime.rows import LazyRows
 
 DEFAULT_OBJECTIVE = objective_array("balanced", 1.0)[0]
 
@@ -161,8 +162,12 @@ class ModelHost:
         finite is not applied at all (its state, forecast and intervals stay as they were): the result
         holds only the applied rows, `result.applied` (N,) says which. Raises only for a runtime failure,
         before anything was written."""
-        arrays = self.table.gather(slots)
-        states, ffill, clock = arrays[: self.n_model_state], arrays[-2], arrays[-1]
+        if self.stepper is not None:  # MS³M reads only the state tensors of the experts that run
+            states = LazyRows(self.table.arrays[: self.n_model_state], slots)
+            ffill, clock = self.table.arrays[-2][slots], self.table.arrays[-1][slots]
+        else:
+            arrays = self.table.gather(slots)
+            states, ffill, clock = arrays[: self.n_model_state], arrays[-2], arrays[-1]
         x = values[:, self.input_cols]
         x = np.where(np.isnan(x), ffill, x)  # absent → last value seen for the cell
         xn = np.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0).astype(np.float32)  # never seen → mean
@@ -186,13 +191,14 @@ class ModelHost:
             point = (y * self.t_std + self.t_mean).astype(np.float32)
         applied = np.isfinite(point).reshape(len(slots), -1).all(1)
         for i, st in enumerate(new_states):
-            if changed is None or changed[i]:
+            if st is not None and (changed is None or changed[i]):
                 applied &= np.isfinite(st).reshape(len(slots), -1).all(1)
         if not applied.all():
             keep = np.flatnonzero(applied)
             slots, values, timestamp_ms, x, point = slots[keep], values[keep], timestamp_ms[keep], x[keep], point[keep]
             clock = clock[keep]
-            new_states = [st[keep] if changed is None or changed[i] else st for i, st in enumerate(new_states)]
+            new_states = [st[keep] if st is not None and (changed is None or changed[i]) else None
+                          for i, st in enumerate(new_states)]
             if gate is not None:
                 gate, logits, expert_fc = gate[keep], logits[keep], expert_fc[keep]
         if self._warming:

@@ -211,3 +211,4 @@ class StateTable:
     def restore(self, records: dict[str, bytes], now_ms: int = 0) -> None:
         for cell, data in records.items():
             self.set(cell, self.unpack(data), now_ms)
+

@@ -18,6 +18,7 @@ import numpy as np
 from contract.objectives import objective_array
 from service.runtime.backends import OnnxStepRuntime
 from service.runtime.bundle import Bundle
+from service.runtime.rows import LazyRows
 
 
 @dataclass
@@ -65,7 +66,8 @@ class MS3MStepper:
         """x (B, D) float32, state (flat, see module docstring), objective (B, 5), active (B, E) bool.
 
         Takes ownership of `state`: its arrays may be updated in place. `details.changed` (n_state,) says which
-        state tensors changed, so the caller writes back only those."""
+        state tensors changed, so the caller writes back only those. Given a LazyRows view of a state table,
+        tensors the step does not need are never gathered and come back as None (unchanged)."""
         B = x.shape[0]
         if len(state) != self.n_state:
             raise ValueError(f"state has {len(state)} tensors, this MS³M bundle needs {self.n_state}")
@@ -75,24 +77,23 @@ class MS3MStepper:
             active = np.ones((B, self.n_experts), bool)
         if not active.any(1).all():
             raise ValueError("every cell needs at least one active expert")
-        new_state: list[np.ndarray] = list(state)
+        new_state: list[np.ndarray | None] = [None] * self.n_state  # None: unchanged, not read
         changed = np.zeros(self.n_state, bool)
         changed[0] = True  # the gate's EMA context
         feats, phases = [], []
         runs = np.zeros(self.n_experts, np.int64)
         seconds = np.zeros(self.n_experts)
         for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
-            phase, acc, feat, *net = state[sl]
+            phase, feat = state[sl.start], state[sl.start + 2]
             act = active[:, e]
-            all_active = bool(act.all())
             if s == 1:  # no pooling: the expert runs on x whenever active; acc and phase stay 0
-                run_mask = act
-                inputs = x
+                run_mask, inputs = act, x
             else:
                 run_mask = act & (phase[:, 0] >= s - 1.5)  # the s-th sample of the pooling window
-                inputs = acc + x
+                inputs = state[sl.start + 1] + x
             run = np.flatnonzero(run_mask)
             if run.size:
+                net = state[sl.start + 3 : sl.stop]  # read only when the expert runs
                 every = run.size == B
                 t0 = time.perf_counter()
                 pooled = inputs if every else inputs[run]
@@ -110,19 +111,21 @@ class MS3MStepper:
                 new_state[sl.start + 3 : sl.stop] = net
                 changed[sl.start + 2 : sl.stop] = True
             if s > 1 and act.any():
-                if all_active:
-                    acc_out = inputs
-                    phase_out = phase + 1
+                acc = state[sl.start + 1]
+                if act.all():
+                    acc_out, phase_out = inputs, phase + 1
                 else:
                     acc_out = np.where(act[:, None], inputs, acc)
                     phase_out = np.where(act[:, None], phase + 1, phase)
                 acc_out[run] = 0
                 phase_out[run] = 0
-                new_state[sl.start], new_state[sl.start + 1] = phase_out.astype(np.float32, copy=False), \
-                    acc_out.astype(np.float32, copy=False)
+                new_state[sl.start] = phase_out.astype(np.float32, copy=False)
+                new_state[sl.start + 1] = acc_out.astype(np.float32, copy=False)
                 changed[sl.start : sl.start + 2] = True
             feats.append(feat)
-            phases.append(new_state[sl.start][:, 0])
+            phases.append((new_state[sl.start] if changed[sl.start] else phase)[:, 0])
+        if not isinstance(state, LazyRows):  # a plain list: hand back a complete state
+            new_state = [n if c else old for n, c, old in zip(new_state, changed, state)]
         y, w, contrib, ema, logits = self._gate.run(None, {
             "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
             "objective": objective.astype(np.float32, copy=False), "active": active.astype(np.float32)})

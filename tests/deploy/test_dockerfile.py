@@ -280,7 +280,7 @@ def test_train_bundle_writes_once_and_cleans_up_on_failure(tmp_path):
 
 # -- the serving install in a fresh virtualenv (what `docker build` runs) -------------------------------------------
 # the wheel stage's COPY sources
-BUILD_CONTEXT = ["pyproject.toml", "README.md", "proto", "contract", "models", "service"]
+BUILD_CONTEXT = ["pyproject.toml", "README.md", "proto", "contract", "models", "service", "bench"]
 
 
 def test_build_context_list_matches_the_wheel_stage():

@@ -66,7 +66,7 @@ def run(models: Sequence[str] = MODELS, lengths: Sequence[int] = (256, 1024, 409
     for name in models:
         for L in lengths:
             say(f"{name}: L={L}")
-            code = ("import json, sys; from models.training.benchmarks.train import measure; "
+            code = ("import json, sys; from bench.train import measure; "
                     f"print(json.dumps(measure({name!r}, {L}, {batch}, {steps}, {threads})))")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
                                  env=dict(os.environ, OMP_NUM_THREADS=str(threads)))

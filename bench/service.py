@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-SIM_KPIS = ["DRB.UEThpDl", "DRB.UEThpUl", "RRU.PrbUsedDl", "RRC.ConnMean", "DRB.RlcSduDelayDl", "RF.serving.RSRP",
-            "RF.serving.RSRQ", "RF.serving.RSSINR", "DRB.UECqiDl", "PEE.AvgPower"]
+from contract.kpis import DEFAULT_TARGETS, SYNTHETIC_KPIS
 
 
 def _free_port() -> int:
@@ -36,16 +35,19 @@ def _free_port() -> int:
 
 
 def default_bundle(root: Path, model: str = "s4d") -> Path:
-    """The model's registry-default bundle over the simulator's KPIs (weights untrained: cost is what counts)."""
+    """The model's registry-default bundle over the simulator's KPIs (contract.kpis.SYNTHETIC_KPIS), forecasting
+    contract.kpis.DEFAULT_TARGETS; weights untrained: cost is what counts."""
     import torch
 
     from models import create_model
     from models.export import write_bundle
 
     torch.manual_seed(0)
-    m = create_model(model, d_input=len(SIM_KPIS), n_targets=2, horizon=8, target_index=(0, 2))
-    return write_bundle(m, root / f"{model}-default", name=f"{model}-default", inputs=SIM_KPIS,
-                        targets=["DRB.UEThpDl", "RRU.PrbUsedDl"], period_ms=1000)
+    target_index = tuple(SYNTHETIC_KPIS.index(k) for k in DEFAULT_TARGETS)
+    m = create_model(model, d_input=len(SYNTHETIC_KPIS), n_targets=len(DEFAULT_TARGETS), horizon=8,
+                     target_index=target_index)
+    return write_bundle(m, root / f"{model}-default", name=f"{model}-default", inputs=list(SYNTHETIC_KPIS),
+                        targets=list(DEFAULT_TARGETS), period_ms=1000)
 
 
 def _get(port: int, path: str) -> dict:
@@ -150,7 +152,7 @@ async def _naive_load(port: int, rate: int, duration: float, cells: int, batch: 
 
         async def one(chunk: list[str]):
             nonlocal done
-            body = {"cells": chunk, "values": rng.standard_normal((len(chunk), len(SIM_KPIS))).tolist()}
+            body = {"cells": chunk, "values": rng.standard_normal((len(chunk), len(SYNTHETIC_KPIS))).tolist()}
             s = time.perf_counter()
             r = await client.post("/forecast", json=body)
             r.raise_for_status()
@@ -200,7 +202,7 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
         proc.wait(20)
     if naive:
         port = _free_port()
-        nproc = subprocess.Popen([sys.executable, "-m", "models.training.benchmarks.naive_service", str(bundle),
+        nproc = subprocess.Popen([sys.executable, "-m", "bench.naive_service", str(bundle),
                                   str(port), str(naive_window)], env=dict(os.environ, OMP_NUM_THREADS="1"),
                                  stderr=subprocess.DEVNULL)
         try:

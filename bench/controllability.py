@@ -5,7 +5,7 @@
    (an MS³M with that single expert: same pooling, held features and head).
 2. Serves the held-out cells through the real serving path — ModelHost with the expert-level ONNX
    stepper and the ExpertRouter, experts warmed from each cell's recent window when activated — once
-   per objective (accuracy, balanced, latency, energy; budget 1), and each single expert once.
+   per objective (contract.objectives.OBJECTIVES, budget 1), and each single expert once.
 3. Reports, per run: MSE (normalized, all horizons, positions after burn-in), the measured compute per
    step (µs per cell spent in expert graphs) and the mean relative cost of the active expert sets.
    Targets: energy vs accuracy cuts measured compute ≥ 2× with MSE up ≤ 15 %; MS³M at the accuracy
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-OBJECTIVES = ("accuracy", "balanced", "latency", "energy")
+from contract.objectives import OBJECTIVES
 
 
 def _train(config, out: Path, log) -> Path:

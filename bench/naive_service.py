@@ -1,7 +1,7 @@
 """The naive baseline of `ms3m bench service`: FastAPI + torch, recomputing each cell's forecast with a full
 forward over its whole window on every request (what a straightforward model server does).
 
-    python -m models.training.benchmarks.naive_service BUNDLE PORT [WINDOW]
+    python -m bench.naive_service BUNDLE PORT [WINDOW]
 
 POST /forecast {"cells": [...], "values": [[...], ...]} appends one sample per cell to its window and
 returns the forecasts of those cells, computed by model(windows)[:, -1] in one batched forward.

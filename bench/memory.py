@@ -1,7 +1,7 @@
 """`ms3m bench memory`: resident memory per cell of the serving path — the embedded window buffer holding a
 full window for every cell, and each cell's model state and bookkeeping — at 10k and 100k cells.
 
-Each configuration runs in a fresh process (`python -m service.bench.memory --worker …`) so RSS is its own:
+Each configuration runs in a fresh process (`python -m bench.memory --worker …`) so RSS is its own:
 RSS after loading the bundle is the baseline; then every cell gets `window` samples through
 `MemoryWindowBuffer.append` and one step through `ModelHost.step` (which allocates its state rows), and
 the RSS growth divided by the cells is the figure. The allocated bytes (buffer pages, state table, per-cell
@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-SIM_KPIS_COUNT = 10
 STEP_CHUNK = 8192
 
 
@@ -78,7 +77,7 @@ def _worker(bundle: str, cells: int, window: int, chatty: bool) -> dict[str, Any
 
 def run(bundles: Sequence[tuple[str, Path]] | None = None, cells: Sequence[int] = (10_000, 100_000),
         window: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from service.bench.service import default_bundle
+    from bench.service import default_bundle
     from service.config import Settings
 
     say = progress or (lambda s: None)
@@ -90,7 +89,7 @@ def run(bundles: Sequence[tuple[str, Path]] | None = None, cells: Sequence[int] 
     for name, path in bundles:
         for n, chatty in [*((n, False) for n in cells), (cells[0], True)]:
             say(f"{name}: {n} cells{' (one chatty cell, the rest 1 sample)' if chatty else ''}, window {window}")
-            out = subprocess.run([sys.executable, "-m", "service.bench.memory", "--worker", str(path), str(n),
+            out = subprocess.run([sys.executable, "-m", "bench.memory", "--worker", str(path), str(n),
                                   str(window)] + (["--chatty"] if chatty else []),
                                  capture_output=True, text=True, timeout=1800)
             if out.returncode:
