@@ -123,14 +123,17 @@ class ExpertRouter:
         beta = np.array([COST_EXPONENT[o] for o in OBJECTIVES])[kinds]
         tau = np.array([MIN_RELATIVE_SCORE[o] for o in OBJECTIVES])[kinds]
         score = pref / ratio**ERROR_EXPONENT / self.costs[None, :] ** beta[:, None]
-        order = np.argsort(-score, axis=1)
+        order = np.argsort(-score, axis=1)  # (N, E) experts by score, best first
         desired = np.zeros_like(host.active[slots])
-        for i in range(len(slots)):  # E is small; a loop over experts per cell, vector over nothing else
-            total, top = 0.0, score[i, order[i, 0]]
-            for rank, e in enumerate(order[i]):
-                if rank == 0 or (total + self.costs[e] <= budget[i] + 1e-9 and score[i, e] >= tau[i] * top):
-                    desired[i, e] = True
-                    total += self.costs[e]
+        rows = np.arange(len(slots))
+        top = score[rows, order[:, 0]]
+        total = np.zeros(len(slots))
+        for rank in range(order.shape[1]):  # greedy in score order: a loop over the E ranks, vector over cells
+            e = order[:, rank]
+            take = (total + self.costs[e] <= budget + 1e-9) & (score[rows, e] >= tau * top) if rank else \
+                np.ones(len(slots), bool)
+            desired[rows[take], e[take]] = True
+            total += np.where(take, self.costs[e], 0.0)
         current = host.active[slots]
         off = current & ~desired
         on = desired & ~current
