@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from contract.objectives import OBJECTIVES
 from service.output import print_result
 
 
@@ -50,7 +51,9 @@ def _cmd_service(args: argparse.Namespace) -> int:
 
     try:
         result = service.run(bundle=args.bundle, loads=args.load, duration=args.duration, cells=args.cells,
-                             buffer=args.buffer, naive=not args.no_naive, progress=_progress(args))
+                             buffer=args.buffer, naive=not args.no_naive, progress=_progress(args),
+                             reference=None if args.reference == "none" else args.reference,
+                             objective=args.objective, budget=args.budget)
     except service.ConservationError as e:
         print(f"ms3m bench service: FAILED, samples lost: {e}", file=sys.stderr)
         return 1
@@ -130,13 +133,22 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     sv = bsub.add_parser(
         "service",
         help="the xApp end to end under load, next to a naive FastAPI + torch service",
-        description="Starts `ms3m serve` (memory buffer by default) with a bundle (default: the registry-default "
-        "S4D over the simulator's KPIs) and drives it with `ms3m simulate` at each offered load and then as fast as "
-        "possible: sustained samples/s ingest → forecast, p50/p99 ingest-to-forecast latency (exact, inside the "
-        "xApp), CPU and RSS. Then the same loads against a naive service that recomputes a full-window torch "
-        "forward per request, and the ratio.",
+        description="Starts `ms3m serve` (memory buffer by default) with a bundle (default: the cached trained demo "
+        "bundle if `make demo` made one, else the registry-default MS³M, over the simulator's KPIs), sets one A1 "
+        "objective policy for every cell (the router on), and drives it with `ms3m simulate` at each offered load "
+        "and then as fast as possible: sustained samples/s ingest → forecast, p50/p99 ingest-to-forecast latency "
+        "(exact, inside the xApp), mean active experts per cell, CPU and RSS, and a check that every accepted "
+        "sample was forecast or counted dropped (exit 1 otherwise). Then the same for the reference model's "
+        "registry-default bundle (S4D) and the ratios, then the naive service that recomputes a full-window torch "
+        "forward per request.",
     )
-    sv.add_argument("--bundle", help="bundle to serve (default: a registry-default S4D bundle)")
+    sv.add_argument("--bundle", help="bundle to serve (default: the demo bundle if cached, else a registry-default "
+                    "MS³M bundle)")
+    sv.add_argument("--reference", default="s4d", help="model whose registry-default bundle is measured beside it "
+                    "(default s4d; 'none' to skip)")
+    sv.add_argument("--objective", default="balanced", choices=OBJECTIVES,
+                    help="A1 objective of every cell (default balanced)")
+    sv.add_argument("--budget", type=float, default=1.0, help="A1 compute budget in (0, 1] (default 1)")
     sv.add_argument("--load", type=int, nargs="+", default=[10_000, 20_000, 50_000], help="offered samples/s")
     sv.add_argument("--duration", type=float, default=8.0, help="seconds per load")
     sv.add_argument("--cells", type=int, default=1000, help="cells in the simulated stream")

@@ -1,5 +1,6 @@
-"""`ms3m bench service`: the xApp end to end (gRPC ingest → buffer → batched step → forecast) under load,
-next to a naive service (FastAPI + torch forward over each cell's full window per request), in one run.
+"""`ms3m bench service`: the xApp end to end (gRPC ingest → buffer → batched step → forecast) under load, serving
+MS³M with the router on (and an S4D bundle beside it as the reference), next to a naive service (FastAPI + torch
+forward over each cell's full window per request), in one run.
 
 The xApp runs as its own process (`ms3m serve`), the load generator as another (`ms3m simulate`), so the
 figures include gRPC, validation, the buffer append, the engine and the forecast bookkeeping; latency is
@@ -180,26 +181,71 @@ async def _naive_load(port: int, rate: int, duration: float, cells: int, batch: 
             "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2) if len(a) else None}
 
 
+def default_bundles(root: Path, bundle: str | Path | None, reference: str | None) -> list[Path]:
+    """What `run` serves: `bundle`, else the cached trained demo bundle (MS³M, `make demo`) if there is one, else
+    the registry-default MS³M; then the registry-default `reference` model (None: no reference row)."""
+    from service.demo import cache_dir
+
+    if bundle is not None:
+        primary = Path(bundle)
+    elif (cache_dir() / "bundle" / "config.json").is_file():
+        primary = cache_dir() / "bundle"
+    else:
+        primary = default_bundle(root, "ms3m")
+    return [primary] + ([default_bundle(root, reference)] if reference else [])
+
+
+def _set_objective(http: int, objective: str, budget: float) -> None:
+    """One A1 objective policy for every cell (policy type 20300)."""
+    import httpx
+
+    r = httpx.put(f"http://127.0.0.1:{http}/A1-P/v2/policytypes/20300/policies/bench",
+                  json={"objective": objective, "computeBudget": budget}, timeout=10)
+    r.raise_for_status()
+
+
+def _active_experts(http: int, cells: int) -> float | None:
+    """Mean active experts per cell from the ms3m_expert_active_cells gauges (None for a bundle without experts)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text
+    active = [float(v) for v in re.findall(r"^ms3m_expert_active_cells\{[^}]*\} (\S+)$", text, re.M)]
+    return round(sum(active) / cells, 2) if active else None
+
+
 def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000, 50_000), duration: float = 8.0,
         cells: int = 1000, buffer: str = "memory", naive: bool = True, naive_batch: int = 100,
-        naive_window: int = 256, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        naive_window: int = 256, reference: str | None = "s4d", objective: str = "balanced", budget: float = 1.0,
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Serve the MS³M bundle (see default_bundles) with the router on under `objective` / `budget` at each load and
+    then flat out, then the `reference` model's registry-default bundle the same way, then the naive service.
+    Raises ConservationError when an accepted sample was neither forecast nor counted as dropped."""
     import psutil
+
+    from service.runtime import load_bundle
 
     say = progress or (lambda s: None)
     root = Path(tempfile.mkdtemp(prefix="ms3m-bench-service-"))
-    bundle = Path(bundle) if bundle else default_bundle(root)
+    bundles = default_bundles(root, bundle, reference)
     rows = []
-    proc, http, grpc_port = _start_xapp(bundle, buffer, root / "xapp.log")
-    try:
-        # simulated time of each phase in its own slot, all within the xApp's accepted window around the clock
-        spacing = int(max(*loads, 300_000) * duration / cells * 1000 * 1.5) + 3_600_000
-        base = int(time.time() * 1000) - spacing * (len(loads) + 2)
-        for i, rate in enumerate([*loads, 0]):
-            say(f"xApp: offered {rate or 'max'} samples/s for {duration:.0f} s")
-            rows.append(_xapp_phase(proc, http, grpc_port, rate, duration, cells, base + i * spacing))
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    # simulated time of each phase in its own slot, all within the xApp's accepted window around the clock
+    spacing = int(max(*loads, 300_000) * duration / cells * 1000 * 1.5) + 3_600_000
+    base = int(time.time() * 1000) - spacing * (len(loads) + 2)
+    for path in bundles:
+        m = load_bundle(path).manifest
+        proc, http, grpc_port = _start_xapp(path, buffer, root / "xapp.log")
+        try:
+            _set_objective(http, objective, budget)
+            for i, rate in enumerate([*loads, 0]):
+                say(f"xApp {m.name}: offered {rate or 'max'} samples/s for {duration:.0f} s")
+                row = _xapp_phase(proc, http, grpc_port, rate, duration, cells, base + i * spacing)
+                time.sleep(1.1)  # the expert gauges are refreshed once a second
+                rows.append({"system": "xapp", "model": m.model, "objective": objective if m.experts else None,
+                             "active_experts": _active_experts(http, cells), **row})
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    bundle = bundles[0]
     if naive:
         port = _free_port()
         nproc = subprocess.Popen([sys.executable, "-m", "bench.naive_service", str(bundle),
@@ -220,25 +266,36 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
                 cpu1, wall = p.cpu_times(), time.perf_counter() - t0
                 row["cpu_percent"] = round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall)
                 row["rss_mb"] = round(p.memory_info().rss / 2**20)
-                rows.append(row)
+                rows.append({"system": "naive", "model": load_bundle(bundle).manifest.model, **row})
         finally:
             nproc.terminate()
             nproc.wait(20)
-    x_max = next(r for r in rows if r["system"] == "xapp" and r["offered_per_s"] == "max")["sustained_per_s"]
+    primary = load_bundle(bundles[0]).manifest.model
+    pick = lambda model, load: next((r for r in rows if r["system"] == "xapp" and r["model"] == model  # noqa: E731
+                                     and r["offered_per_s"] == load), None)
+    x_max = pick(primary, "max")["sustained_per_s"]
     summary: dict[str, Any] = {"xapp_max_samples_per_s": x_max}
-    x20 = next((r for r in rows if r["system"] == "xapp" and r["offered_per_s"] == 20_000), None)
+    x20 = pick(primary, 20_000)
     if x20:
         summary["xapp_p99_ms_at_20k"] = x20["p99_ms"]
+    if reference:
+        r_max, r20 = pick(reference, "max")["sustained_per_s"], pick(reference, 20_000)
+        summary[f"{reference}_max_samples_per_s"] = r_max
+        summary[f"throughput_ratio_{primary}_over_{reference}"] = round(x_max / max(r_max, 1), 3)
+        if x20 and r20:
+            summary[f"{reference}_p99_ms_at_20k"] = r20["p99_ms"]
+            summary[f"p99_ratio_{primary}_over_{reference}_at_20k"] = round(x20["p99_ms"] / max(r20["p99_ms"], 1e-9), 2)
     if naive:
         n_max = next(r for r in rows if r["system"] == "naive" and r["offered_per_s"] == "max")["sustained_per_s"]
         summary["naive_max_samples_per_s"] = n_max
         summary["throughput_ratio_xapp_over_naive"] = round(x_max / max(n_max, 1), 1)
-    from service.runtime import load_bundle
 
     m = load_bundle(bundle).manifest
-    return {"benchmark": "service", "columns": ["system", "offered_per_s", "sustained_per_s", "p50_ms", "p99_ms",
+    return {"benchmark": "service", "columns": ["system", "model", "objective", "active_experts", "offered_per_s",
+                                                "sustained_per_s", "p50_ms", "p99_ms",
                                                 "cpu_percent", "rss_mb", "accepted", "forecast", "dropped"],
             "rows": rows, "summary": summary,
-            "settings": {"bundle": m.name, "model": m.model, "cells": cells, "duration_s": duration,
+            "settings": {"bundle": m.name, "model": m.model, "reference": reference, "objective": objective,
+                         "compute_budget": budget, "cells": cells, "duration_s": duration,
                          "buffer": buffer, "naive_batch": naive_batch, "naive_window": naive_window,
                          "cpus": os.cpu_count()}}

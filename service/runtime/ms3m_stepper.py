@@ -154,13 +154,20 @@ class MS3MStepper:
         net = [np.zeros((B, *shape), np.float32) for shape in self._net_shapes(expert)]
         feat = np.zeros((B, self._feature_dim), np.float32)
         T = max((len(p) for p in pooled), default=0)
-        for t in range(T):  # sequences aligned at their ends: cell i starts at T − len(pooled[i])
-            idx = np.array([i for i, p in enumerate(pooled) if t >= T - len(p)], np.int64)
-            x = np.stack([pooled[i][t - (T - len(pooled[i]))] for i in idx]).astype(np.float32)
-            f, new = rt.run(x, [n[idx] for n in net])
-            feat[idx] = f
-            for dst, src in zip(net, new):
-                dst[idx] = src
+        seq = np.zeros((T, B, D), np.float32)  # sequences aligned at their ends: cell i starts at T − len(pooled[i])
+        start = np.array([T - len(p) for p in pooled], np.int64)
+        for i, p in enumerate(pooled):
+            seq[start[i]:, i] = p
+        for t in range(T):
+            idx = np.flatnonzero(start <= t)
+            every = len(idx) == B
+            f, new = rt.run(seq[t] if every else seq[t, idx], net if every else [n[idx] for n in net])
+            if every:
+                feat, net = f, list(new)
+            else:
+                feat[idx] = f
+                for dst, src in zip(net, new):
+                    dst[idx] = src
         return [phase[:, None], acc, feat, *net]
 
     def advance(self, expert: int, pieces: list[np.ndarray], rows: list[list[np.ndarray]]) -> list[np.ndarray]:

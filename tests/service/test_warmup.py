@@ -98,3 +98,23 @@ async def test_expert_warmups_run_the_pass_off_the_engine_thread(bundle):
     finally:
         warmups.cancel()
         engine.stop()
+
+
+@pytest.mark.parametrize("expert", [0, 1, 2])
+def test_a_warm_up_over_the_whole_history_is_the_continuously_stepped_state(bundle, expert):
+    """Cells that joined at different times, stepped with the expert on from their first sample: the warm-up
+    from each cell's whole history (windows of different lengths, aligned at their ends) gives that state."""
+    host = ModelHost(bundle, KPIS)
+    joined = {"a": 0, "b": 5, "c": 18}
+    raw: dict[str, list[np.ndarray]] = {k: [] for k in joined}
+    for t in range(70):
+        cells = [k for k, t0 in joined.items() if t >= t0]
+        slots, _ = host.slots(cells, 0)
+        v = kpi_values(len(cells), t, seed=t).astype(np.float32)
+        for k, row in zip(cells, v):
+            raw[k].append(row)
+        host.step(slots, v, np.full(len(cells), T0_MS + 1000 * t))
+    slots = np.array([host.table.slot(k) for k in joined])
+    pieces = host.warm_pieces(expert, [np.stack(raw[k]) for k in joined], host.table.arrays[-1][slots, 0])
+    for got, want in zip(pieces, expert_state(host, slots, expert)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
