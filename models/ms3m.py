@@ -133,6 +133,12 @@ class MS3M(StreamingModel):
         self.register_buffer("expert_costs", torch.tensor(c.costs or self.estimate_costs(), dtype=torch.float32),
                              persistent=False)
         self.target_index = list(c.target_index) if c.target_index is not None else None
+        # head output (h, k) reads input column target_index[k]: each expert forecasts the change from the last value
+        last_value = torch.zeros(H * K, c.d_feature + D + 1)
+        for k, col in enumerate(self.target_index or []):
+            last_value[k::K, c.d_feature + col] = 1.0
+        self.register_buffer("last_value_map", last_value, persistent=False)
+        self.register_buffer("scales", torch.tensor([float(e.scale) for e in self.experts]), persistent=False)
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -190,17 +196,18 @@ class MS3M(StreamingModel):
             w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
         return w, logits
 
-    def _heads(self, feats: list[Tensor], x: Tensor, phases: list[Tensor]) -> Tensor:
-        """per-expert forecasts (..., E, H, K) from held features, the current input and the phase."""
+    def _heads(self, feats: Tensor, x: Tensor, phases: Tensor) -> Tensor:
+        """feats (..., E, F) held features, x (..., D), phases (..., E) samples since each expert's update →
+        per-expert forecasts (..., E, H, K): all heads in one batched product, the last-value offset x[targets]
+        folded into their weights (the same function as adding it, without a broadcast add)."""
         c = self.config
-        ys = []
-        for e, head, f, ph in zip(self.experts, self.heads, feats, phases):
-            y = head(torch.cat([f, x, ph / e.scale], -1)).unflatten(-1, (c.horizon, c.n_targets))
-            ys.append(y)
-        y = torch.stack(ys, -3)
-        if self.target_index is not None:
-            y = y + x[..., self.target_index].unsqueeze(-2).unsqueeze(-3)
-        return y
+        E = self.n_experts
+        z = torch.cat([feats, x.unsqueeze(-2).expand(*x.shape[:-1], E, x.shape[-1]),
+                       (phases / self.scales).unsqueeze(-1)], -1)  # (..., E, F + D + 1)
+        W = torch.stack([h.weight for h in self.heads]) + self.last_value_map  # (E, H·K, F + D + 1)
+        b = torch.stack([h.bias for h in self.heads])  # (E, H·K)
+        y = torch.einsum("...ei,eoi->...eo", z, W) + b  # (..., E, H·K)
+        return y.unflatten(-1, (c.horizon, c.n_targets))
 
     # -- parallel --------------------------------------------------------------------------------
     def forward_detailed(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
@@ -234,7 +241,7 @@ class MS3M(StreamingModel):
         obj = objective.unsqueeze(1).expand(B, L, objective.shape[-1])
         act = None if active is None else active.unsqueeze(1).expand(B, L, self.n_experts)
         w, logits = self._gate(x, ema, obj, act)  # (B, L, E)
-        y_e = self._heads(feats, x, phases)  # (B, L, E, H, K)
+        y_e = self._heads(torch.stack(feats, -2), x, torch.cat(phases, -1))  # (B, L, E, H, K)
         return y_e, w, logits, tuple(new_states)
 
     def _ema_parallel(self, x: Tensor, ema0: Tensor) -> Tensor:
@@ -282,7 +289,7 @@ class MS3M(StreamingModel):
         rates = self.ema_rates.to(x_t.dtype).view(1, -1, 1)
         ema = (1 - rates) * ema_prev + rates * x_t.unsqueeze(1)  # (B, R, D)
         w, logits = self._gate(x_t, ema, objective, active)
-        y_e = self._heads(list(feats.unbind(1)), x_t, list(phases.unsqueeze(-1).unbind(1)))  # (B, E, H, K)
+        y_e = self._heads(feats, x_t, phases)  # (B, E, H, K)
         contrib = w.unsqueeze(-1).unsqueeze(-1) * y_e
         return contrib.sum(1), w, logits, contrib, ema
 

@@ -83,22 +83,24 @@ class MS3MStepper:
         feats, phases = [], []
         runs = np.zeros(self.n_experts, np.int64)
         seconds = np.zeros(self.n_experts)
+        col_all, col_any = active.all(0).tolist(), active.any(0).tolist()  # per expert: active in all / some cells
+        everyone = np.arange(B)
         for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
             phase, feat = state[sl.start], state[sl.start + 2]
-            act = active[:, e]
             if s == 1:  # no pooling: the expert runs on x whenever active; acc and phase stay 0
-                run_mask, inputs = act, x
+                inputs = x
+                run = everyone if col_all[e] else np.flatnonzero(active[:, e])
             else:
-                run_mask = act & (phase[:, 0] >= s - 1.5)  # the s-th sample of the pooling window
                 inputs = state[sl.start + 1] + x
-            run = np.flatnonzero(run_mask)
+                due = phase[:, 0] >= s - 1.5  # the s-th sample of the pooling window
+                run = np.flatnonzero(due & active[:, e] if not col_all[e] else due)
             if run.size:
                 net = state[sl.start + 3 : sl.stop]  # read only when the expert runs
                 every = run.size == B
                 t0 = time.perf_counter()
                 pooled = inputs if every else inputs[run]
-                f, new_net = rt.run(np.ascontiguousarray(pooled / s if s > 1 else pooled, dtype=np.float32),
-                                    net if every else [n[run] for n in net])
+                pooled = pooled / np.float32(s) if s > 1 else pooled
+                f, new_net = rt.run(pooled, net if every else [n[run] for n in net])
                 seconds[e] = time.perf_counter() - t0
                 runs[e] = run.size
                 if every:
@@ -110,17 +112,16 @@ class MS3MStepper:
                 new_state[sl.start + 2] = feat
                 new_state[sl.start + 3 : sl.stop] = net
                 changed[sl.start + 2 : sl.stop] = True
-            if s > 1 and act.any():
-                acc = state[sl.start + 1]
-                if act.all():
-                    acc_out, phase_out = inputs, phase + 1
+            if s > 1 and col_any[e]:
+                if col_all[e]:
+                    acc_out, phase_out = inputs, phase + np.float32(1)
                 else:
-                    acc_out = np.where(act[:, None], inputs, acc)
-                    phase_out = np.where(act[:, None], phase + 1, phase)
+                    act = active[:, e, None]
+                    acc_out = np.where(act, inputs, state[sl.start + 1])
+                    phase_out = np.where(act, phase + np.float32(1), phase)
                 acc_out[run] = 0
                 phase_out[run] = 0
-                new_state[sl.start] = phase_out.astype(np.float32, copy=False)
-                new_state[sl.start + 1] = acc_out.astype(np.float32, copy=False)
+                new_state[sl.start], new_state[sl.start + 1] = phase_out, acc_out
                 changed[sl.start : sl.start + 2] = True
             feats.append(feat)
             phases.append((new_state[sl.start] if changed[sl.start] else phase)[:, 0])
