@@ -57,9 +57,10 @@ def _get(port: int, path: str) -> dict:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).json()
 
 
-def _start_xapp(bundle: Path, buffer: str, log: Path) -> tuple[subprocess.Popen, int, int]:
+def _start_xapp(bundle: Path, buffer: str, log: Path, namespace: str) -> tuple[subprocess.Popen, int, int]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MS3M_BUFFER=buffer, MS3M_HTTP_HOST="127.0.0.1",
-               MS3M_GRPC_HOST="127.0.0.1", MS3M_LOG_LEVEL="warning")
+               MS3M_GRPC_HOST="127.0.0.1", MS3M_LOG_LEVEL="warning", MS3M_NAMESPACE=namespace,
+               MS3M_JOURNAL_DIR=str(log.parent))
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--bundle", str(bundle),
                                  "--http-port", "0", "--grpc-port", "0"], stdout=subprocess.PIPE, stderr=err,
@@ -195,6 +196,23 @@ def default_bundles(root: Path, bundle: str | Path | None, reference: str | None
     return [primary] + ([default_bundle(root, reference)] if reference else [])
 
 
+def _drop_namespace(namespace: str) -> None:
+    """Delete the keys a Redis-buffered run wrote (`{namespace},*`), from the same settings the xApp used."""
+    import redis
+
+    from service.config import Settings
+
+    s = Settings(buffer="redis", namespace=namespace)
+    password = s.redis_password.get_secret_value() if s.redis_password is not None else None
+    client = redis.Redis(host=s.redis_host or "127.0.0.1", port=s.redis_port, password=password, db=s.redis_db)
+    try:
+        keys = list(client.scan_iter(match=f"{{{namespace}}},*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i:i + 1000])
+    finally:
+        client.close()
+
+
 def _set_objective(http: int, objective: str, budget: float) -> None:
     """One A1 objective policy for every cell (policy type 20300)."""
     import httpx
@@ -231,9 +249,10 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
     # simulated time of each phase in its own slot, all within the xApp's accepted window around the clock
     spacing = int(max(*loads, 300_000) * duration / cells * 1000 * 1.5) + 3_600_000
     base = int(time.time() * 1000) - spacing * (len(loads) + 2)
-    for path in bundles:
+    for j, path in enumerate(bundles):
         m = load_bundle(path).manifest
-        proc, http, grpc_port = _start_xapp(path, buffer, root / "xapp.log")
+        namespace = f"bench-{os.getpid()}-{j}"  # a fresh buffer per bundle (Redis keeps what a run wrote)
+        proc, http, grpc_port = _start_xapp(path, buffer, root / "xapp.log", namespace)
         try:
             _set_objective(http, objective, budget)
             for i, rate in enumerate([*loads, 0]):
@@ -245,6 +264,8 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
         finally:
             proc.terminate()
             proc.wait(20)
+            if buffer == "redis":
+                _drop_namespace(namespace)
     bundle = bundles[0]
     if naive:
         port = _free_port()

@@ -77,7 +77,7 @@ class ExpertWarmups:
             return 0
         series = [host.table.cell_of(int(s)) for s in slots]
         try:
-            windows = [await self.buffer.window(k, self.window_length) for k in series]
+            windows = await self.buffer.windows(series, self.window_length)  # one round trip
         except BufferUnavailable:
             self.metrics.redis_errors.labels("window").inc()
             await asyncio.wrap_future(self.engine.call(lambda: host.cancel_warm(slots, e)))

@@ -83,6 +83,9 @@ class WindowBuffer(Protocol):
     async def window(self, series: str, n: int | None = None) -> Samples:
         """The last n (default: all kept) samples of a series, oldest first; empty if unknown."""
 
+    async def windows(self, series_list: list[str], n: int | None = None) -> list[Samples]:
+        """`window` of each series, in one round trip where the store allows."""
+
     async def since(self, series: str, after_ms: int) -> Samples:
         """The kept samples of a series with timestamp > after_ms, oldest first."""
 

@@ -214,6 +214,10 @@ class MemoryWindowBuffer:
             return Samples.empty(len(self.kpis))
         return Samples(*self._slab.ordered(slot, n))
 
+    async def windows(self, series_list: list[str], n: int | None = None) -> list[Samples]:
+        """`window` of each series."""
+        return [await self.window(s, n) for s in series_list]
+
     async def since(self, series: str, after_ms: int) -> Samples:
         """The kept samples of a series with timestamp > after_ms, oldest first."""
         check_int("after_ms", after_ms)

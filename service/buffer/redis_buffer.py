@@ -228,6 +228,20 @@ class RedisWindowBuffer:
             entries = await self._client.xrevrange(self.window_key(series), "+", "-", count=n)
         return self._decode(entries[::-1], series)
 
+    async def windows(self, series_list: list[str], n: int | None = None) -> list[Samples]:
+        """`window` of each series, in one pipelined round trip."""
+        n = check_count(n, self.window_length)
+        series_list = list(series_list)
+        if n == 0 or not series_list:
+            return [Samples.empty(len(self.kpis)) for _ in series_list]
+        await self.open()
+        with _unavailable("window"):
+            async with self._client.pipeline(transaction=False) as p:
+                for s in series_list:
+                    p.xrevrange(self.window_key(s), "+", "-", count=n)
+                replies = await _execute(p)
+        return [self._decode(entries[::-1], s) for s, entries in zip(series_list, replies)]
+
     async def since(self, series: str, after_ms: int) -> Samples:
         """The kept samples of a series with timestamp > after_ms, oldest first."""
         check_int("after_ms", after_ms)

@@ -122,6 +122,19 @@ async def test_window_partly_filled_and_split_batches(make_buffer):
     np.testing.assert_array_equal((await buf.window("a")).timestamp_ms, np.arange(W) * 10 + 30)
 
 
+async def test_windows_of_many_series_equal_their_windows(make_buffer):
+    buf = make_buffer()
+    await buf.append(batch(["a", "b", "a", "b", "a"], [10, 10, 20, 20, 30]))
+    for n in (None, 2, 0):
+        many = await buf.windows(["a", "unknown", "b"], n)
+        one = [await buf.window(k, n) for k in ("a", "unknown", "b")]
+        for got, want in zip(many, one):
+            np.testing.assert_array_equal(got.timestamp_ms, want.timestamp_ms)
+            np.testing.assert_array_equal(got.values, want.values)
+    assert [len(w) for w in await buf.windows(["a", "unknown", "b"])] == [3, 0, 2]
+    assert await buf.windows([]) == []
+
+
 async def test_since_is_exclusive(make_buffer):
     buf = make_buffer()
     await buf.append(batch(["a"] * 5, [100, 200, 300, 400, 500]))
