@@ -28,7 +28,6 @@ from service.api.grpc_services import register_services
 from service.api.http_server import start_http_server
 from service.api.rest import create_app
 from service.buffer.base import WindowBuffer
-from service.buffer.memory import MemoryWindowBuffer
 from service.config import Settings
 from service.control import DescriptorWatcher, ExpertWarmups, StepControl
 from service.engine.engine import StepEngine
@@ -42,25 +41,10 @@ from service.metrics import Metrics
 from service.persistence import StatePersistence
 from service.router.router import ExpertRouter
 from service.runtime.bundle import load_bundle
-from service.sizing import auto_max_cells, ingest_limits, make_buffer, service_kpis
+from service.sizing import auto_max_cells, ingest_limits, make_buffer, open_journal, service_kpis
+from service.swap import BundleSwapper
 
 log = logging.getLogger("ms3m.xapp")
-
-
-def open_journal(settings: Settings, buffer: WindowBuffer | None, kpis: list[str]) -> DiskJournal | None:
-    """The disk journal for an external buffer (None for the embedded one, or when it cannot be opened)."""
-    if buffer is None or isinstance(buffer, MemoryWindowBuffer) or not settings.journal:
-        return None
-    try:
-        journal = DiskJournal(settings.journal_path, kpis, settings.journal_max_samples)
-    except OSError as e:  # JournalError (acknowledged samples of other KPIs) stops the start instead
-        log.error("journal %s not usable (%s): while the buffer is unreachable, reports are refused as "
-                  "UNAVAILABLE; set MS3M_JOURNAL_DIR to a writable directory", settings.journal_path, e)
-        return None
-    if journal.samples:
-        log.warning("journal %s holds %d acknowledged samples from an earlier run; they go to the buffer "
-                    "before state is restored", journal.path, journal.samples)
-    return journal
 
 
 class XApp:
@@ -74,8 +58,7 @@ class XApp:
         self.bundles = [load_bundle(p) for p in s.bundles]
         self.kpis = service_kpis(self.bundles)
         self.max_cells = s.max_cells or auto_max_cells(s, self.kpis, self.bundles)
-        self.hosts = [ModelHost(b, self.kpis, s.runtime, s.inference_threads, max_cells=self.max_cells,
-                                coverage=s.interval_coverage) for b in self.bundles]
+        self.hosts = [self._make_host(b) for b in self.bundles]
         self.routers = {h.name: ExpertRouter(h, s.decision_period_samples) for h in self.hosts if h.is_ms3m}
         self.policies = PolicyStore()
         primary = self.hosts[0] if self.hosts else None
@@ -98,6 +81,9 @@ class XApp:
             self.persistence = StatePersistence(self.hosts, self.buffer, self.engine, self.pipeline, self.metrics,
                                                 s.snapshot_interval_s, s.buffer_retry_s)
         self.descriptor_watcher = DescriptorWatcher(s.config_file, self.control.apply_controls)
+        self.swapper = BundleSwapper(self.hosts, self.engine, self.buffer, self._make_host, s.window_length,
+                                     lambda i, old, new: self.control.host_replaced(i, old, new,
+                                                                                    s.decision_period_samples))
         self._tasks: list[asyncio.Task] = []
         self.rest_app = create_app(self, self.registry)
         self.grpc_server, self.health, self.grpc_services = create_grpc_server(
@@ -171,6 +157,15 @@ class XApp:
         s = self.settings
         return await cold_start_forecast(self.hosts[0], self.kpis, s.window_length, s.ignore_unknown_kpis,
                                          cell_id, period_ms, names, reports)
+
+    def _make_host(self, bundle) -> ModelHost:
+        s = self.settings
+        return ModelHost(bundle, self.kpis, s.runtime, s.inference_threads, max_cells=self.max_cells,
+                         coverage=s.interval_coverage)
+
+    async def swap_bundle(self, name: str, path: str) -> dict:
+        """Hot-swap (service/swap.py): KeyError for an unknown model, SwapRefused with the reason otherwise."""
+        return await self.swapper.swap(name, path)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -64,7 +64,8 @@ class ExpertWarmups:
         (the expert stays off; the router asks again next period)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for host, slot, e in warm:
-            groups.setdefault((self.hosts.index(host), e), []).append(slot)
+            if host in self.hosts:  # a swapped-out host is not warmed any more
+                groups.setdefault((self.hosts.index(host), e), []).append(slot)
         total = 0
         for (hi, e), slot_list in groups.items():
             total += await self._warm_group(self.hosts[hi], np.array(slot_list, np.int64), e)
@@ -175,6 +176,18 @@ class StepControl:
             if changed:
                 host.take_new_slots()
         self._policy_version = version
+
+    def host_replaced(self, index: int, old: ModelHost, new: ModelHost, decision_period: int) -> None:
+        """Engine thread, right after a bundle swap: the router, the events and (primary host) the action
+        policy follow the new host; its cells take their A1 objectives at the next step."""
+        self.routers.pop(old.name, None)
+        if new.is_ms3m:
+            self.routers[new.name] = ExpertRouter(new, decision_period)
+        if index == 0:
+            self.events.host = new
+            if self.action_policy is not None and list(new.targets) != list(old.targets):
+                self.action_policy = ActionPolicy(new.targets, self.action_policy.config)
+        self._policy_version = -1  # apply every policy to every cell again (the new host's cells are new)
 
     def apply_controls(self, controls: dict[str, Any]) -> None:
         """Descriptor `controls`: actionMode (recommend|enforce), intervalCoverage, decisionPeriodSamples;

@@ -4,6 +4,7 @@ the ingest bounds and how many series fit in memory (README, "Memory per cell").
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import numpy as np
 from service.buffer.base import WindowBuffer
 from service.buffer.memory import PAGE_ROWS, MemoryWindowBuffer
 from service.config import Settings
+from service.ingest.journal import DiskJournal
 from service.ingest.validate import IngestLimits, plausible_range
+
+log = logging.getLogger("ms3m.xapp")
 
 MIN_AUTO_CELLS = 1000
 MAX_AUTO_CELLS = 1_000_000
@@ -79,3 +83,19 @@ def auto_max_cells(settings: Settings, kpis: list[str], bundles) -> int:
             avail = min(avail, int(limit) - psutil.Process().memory_info().rss)
     per_cell = max(1, memory_per_cell(settings, kpis, bundles))
     return int(max(MIN_AUTO_CELLS, min(MAX_AUTO_CELLS, 0.5 * avail // per_cell)))
+
+
+def open_journal(settings: Settings, buffer: WindowBuffer | None, kpis: list[str]) -> DiskJournal | None:
+    """The disk journal for an external buffer (None for the embedded one, or when it cannot be opened)."""
+    if buffer is None or isinstance(buffer, MemoryWindowBuffer) or not settings.journal:
+        return None
+    try:
+        journal = DiskJournal(settings.journal_path, kpis, settings.journal_max_samples)
+    except OSError as e:  # JournalError (acknowledged samples of other KPIs) stops the start instead
+        log.error("journal %s not usable (%s): while the buffer is unreachable, reports are refused as "
+                  "UNAVAILABLE; set MS3M_JOURNAL_DIR to a writable directory", settings.journal_path, e)
+        return None
+    if journal.samples:
+        log.warning("journal %s holds %d acknowledged samples from an earlier run; they go to the buffer "
+                    "before state is restored", journal.path, journal.samples)
+    return journal

@@ -36,6 +36,11 @@ class PredictIn(BaseModel):
     samples: list[SampleIn] = Field(min_length=1, max_length=100_000, description="oldest first")
 
 
+class SwapIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bundle: str = Field(min_length=1, max_length=4096, description="bundle directory on the xApp's file system")
+
+
 def _forecast_json(f) -> dict[str, Any]:
     d = json_format.MessageToDict(f, preserving_proto_field_name=False)
     H, K = f.horizon_steps, len(f.target_names)
@@ -88,6 +93,20 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
     @app.get("/v1/models", tags=["forecasts"])
     def models() -> list[dict]:
         return [xapp.model_info(h) for h in xapp.hosts]
+
+    @app.put("/v1/models/{name}", tags=["forecasts"], summary="hot-swap a served model for another bundle")
+    async def swap(name: str, body: SwapIn) -> JSONResponse:
+        """Serve the bundle at `bundle` (a directory the xApp can read) in place of model `name`, warmed from every
+        cell's window before it answers; the other models keep their cell state. 404: unknown model; 422: the
+        bundle was refused (the reason; the old model keeps serving)."""
+        from service.swap import SwapRefused
+
+        try:
+            return JSONResponse(await xapp.swap_bundle(name, body.bundle))
+        except KeyError as e:
+            return JSONResponse({"detail": str(e.args[0])}, 404)
+        except SwapRefused as e:
+            return JSONResponse({"detail": str(e)}, 422)
 
     @app.get("/v1/cells", tags=["forecasts"])
     def cells(limit: int = Query(1000, ge=1, le=100_000), offset: int = Query(0, ge=0)) -> dict:

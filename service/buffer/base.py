@@ -70,6 +70,9 @@ class Samples:
     def empty(cls, d: int) -> Samples:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros((0, d), np.float32))
 
+    def take(self, index: np.ndarray) -> Samples:
+        return Samples(self.timestamp_ms[index], self.sequence[index], self.values[index])
+
 
 class WindowBuffer(Protocol):
     """What the service needs from a window buffer. All methods are coroutines (asyncio)."""

@@ -66,6 +66,7 @@ class StepEngine:
         self._step_s = np.zeros(4096)
         self._step_n = 0
         self._causes: set[str] = set()
+        self._recorded: list[SampleBatch] | None = None  # sub-steps kept for a bundle swap (worker thread)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,6 +126,15 @@ class StepEngine:
             self._items.append(("call", fn, fut, False))
             self._cond.notify()
         return fut
+
+    def record(self, on: bool) -> None:
+        """Worker thread (a `call` job): from now on keep every sub-step's samples (on) or stop and drop them."""
+        self._recorded = [] if on else None
+
+    def take_recorded(self) -> list[SampleBatch]:
+        """Worker thread: the sub-steps kept since `record(True)` or the last take, oldest first."""
+        out, self._recorded = (self._recorded or []), ([] if self._recorded is not None else None)
+        return out
 
     # -- worker --------------------------------------------------------------------------------
     def _take(self) -> list | None:
@@ -235,6 +245,8 @@ class StepEngine:
         for r in range(int(rank.max()) + 1 if n else 0):
             sel = np.flatnonzero(rank == r)
             sub = batch.take(sel)
+            if self._recorded is not None:
+                self._recorded.append(sub)
             results, sub_oks = [], []
             for host, s, ok in zip(self.hosts, slots, oks):
                 ok_sel = ok[sel]
