@@ -61,8 +61,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="the xApp with its built-in simulator and a live table (what `make demo` runs)",
-        description="Loads the cached demo bundle (or trains it once: MS³M on the synthetic KPIs, a few minutes, "
-        "progress bar), starts the xApp with the embedded memory buffer (no Redis needed), streams the built-in "
+        description="Loads the cached demo bundle (without one: serves a small MS³M trained in seconds while the "
+        "full one trains in a background process, then hot-swaps it in), starts the xApp with the embedded memory "
+        "buffer (no Redis needed), streams the built-in "
         "simulator into it and shows a live table of cells, forecasts with intervals, active experts and control "
         "actions. REST and gRPC stay open for curl and grpcurl while it runs; Ctrl-C stops cleanly. The bundle "
         "cache is $MS3M_CACHE_DIR/demo (default ~/.cache/ms3m/demo).",
@@ -71,8 +72,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (default 50051)")
     p.add_argument("--cells", type=int, default=40, help="simulated cells (default 40)")
     p.add_argument("--speedup", type=float, default=5.0, help="simulated time per real second (default 5×)")
-    p.add_argument("--steps", type=int, default=300, help="training steps if the bundle must be trained")
-    p.add_argument("--retrain", action="store_true", help="train the demo bundle again")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the full bundle (in the background)")
+    p.add_argument("--retrain", action="store_true", help="train the full demo bundle again (in the background)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
     p.set_defaults(handler=_cmd_demo)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,24 +32,65 @@ def cache_dir() -> Path:
     return Path(base) / "demo" / DEMO_VERSION
 
 
-def ensure_bundle(steps: int = 300, retrain: bool = False, log=print) -> Path:
-    """The cached demo bundle; trains it when missing (needs the `train` extra: torch)."""
-    root = cache_dir()
-    bundle = root / "bundle"
-    if bundle.joinpath("config.json").is_file() and not retrain:
-        return bundle
+QUICK_STEPS = 60  # the bundle served at once: a small MS³M that trains in seconds
+QUICK_MODEL = {"d_feature": 16, "d_gate": 16, "experts": [
+    {"kind": "s4d", "scale": 1, "d_model": 16, "n_layers": 1, "options": {"d_state": 8}},
+    {"kind": "lru", "scale": 4, "d_model": 16, "n_layers": 1, "options": {"d_state": 16}}]}
+
+
+def _train(run: Path, bundle: Path, steps: int, model_config: dict, data: dict, window: int, progress: bool,
+           retrain: bool, log=print) -> Path:
     try:
         from models.training.trainer import TrainConfig, Trainer
     except ImportError as e:
         raise SystemExit(f"ms3m demo: no cached bundle in {bundle} and training needs the train extra "
                          f"(pip install 'ms3m-xapp[train]'): {e}") from None
-    log(f"training the demo bundle once (MS³M, synthetic KPIs, {steps} steps); cached in {bundle}")
-    config = TrainConfig(model="ms3m", data="synthetic", targets=DEMO_TARGETS, horizon=8, window=128,
-                         batch_size=16, max_steps=steps, eval_every=max(50, steps // 6), warmup_steps=30,
-                         patience=100, data_options={"n_cells": 24, "length": 3 * 1440})
-    trainer = Trainer(config, root / "run", progress=True, log=log)
+    config = TrainConfig(model="ms3m", model_config=model_config, data="synthetic", targets=DEMO_TARGETS, horizon=8,
+                         window=window, batch_size=16, max_steps=steps, eval_every=max(30, steps // 6),
+                         warmup_steps=min(30, steps // 4), patience=100, data_options=data)
+    trainer = Trainer(config, run, progress=progress, log=log)
     trainer.fit(resume=not retrain)
     return trainer.write_bundle(bundle)
+
+
+def ensure_bundle(steps: int = 300, retrain: bool = False, log=print, progress: bool = True) -> Path:
+    """The cached full demo bundle (MS³M, `steps` training steps); trains it when missing (needs the `train`
+    extra: torch; minutes)."""
+    root = cache_dir()
+    bundle = root / "bundle"
+    if bundle.joinpath("config.json").is_file() and not retrain:
+        return bundle
+    log(f"training the demo bundle (MS³M, synthetic KPIs, {steps} steps); cached in {bundle}")
+    return _train(root / "run", bundle, steps, {}, {"n_cells": 24, "length": 3 * 1440}, 128, progress, retrain, log)
+
+
+def quick_bundle(log=print) -> Path:
+    """A small MS³M over the same KPIs, trained in seconds (cached): what the demo serves while the full bundle
+    trains in the background."""
+    root = cache_dir()
+    bundle = root / "quick"
+    if bundle.joinpath("config.json").is_file():
+        return bundle
+    log(f"training a quick MS³M bundle ({QUICK_STEPS} steps, seconds) to serve while the full one trains")
+    return _train(root / "quick-run", bundle, QUICK_STEPS, QUICK_MODEL, {"n_cells": 8, "length": 1440}, 64, False,
+                  True, log)
+
+
+def start_full_training(steps: int, retrain: bool, log_path: Path) -> subprocess.Popen:
+    """Train the full bundle in a process of its own (the xApp keeps both cores' worth of Python to itself)."""
+    code = (f"from service.demo import ensure_bundle; ensure_bundle({int(steps)}, {bool(retrain)}, "
+            "log=lambda *a: None, progress=False)")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as err:
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=err)
+
+
+def training_step() -> int:
+    """The full bundle's last evaluated training step (0 before the first evaluation)."""
+    with contextlib.suppress(OSError, ValueError, IndexError, KeyError):
+        lines = (cache_dir() / "run" / "history.jsonl").read_text().splitlines()
+        return int(json.loads(lines[-1])["step"])
+    return 0
 
 
 def _fmt(v: float) -> str:
@@ -57,7 +100,7 @@ def _fmt(v: float) -> str:
     return f"{v / 1e3:.1f}k" if a >= 1e4 else (f"{v:.1f}" if a >= 10 else f"{v:.2f}")
 
 
-def render(xapp, sim_stats: dict, started: float, max_rows: int = 14):
+def render(xapp, sim_stats: dict, started: float, max_rows: int = 14, status: str = ""):
     """A rich renderable: header line and the cell table."""
     from rich.console import Group
     from rich.table import Table
@@ -80,7 +123,7 @@ def render(xapp, sim_stats: dict, started: float, max_rows: int = 14):
         f"ingest {rate:,.0f} samples/s  cells {len(host.table)}  forecasts {stats['samples']:,}  ",
         f"latency p50 {lat['p50'] * 1e3:.1f} ms p99 {lat['p99'] * 1e3:.1f} ms  " if lat["p50"] else "",
         f"actions {len(xapp.actions)}  " + (f"expert compute {compute:.0%}  " if compute is not None else ""),
-        f"up {time.time() - started:.0f}s  (Ctrl-C to stop)")
+        f"up {time.time() - started:.0f}s  (Ctrl-C to stop)", *([f"\n{status}"] if status else []))
     t = Table(expand=True)
     for col in ("cell", "DL thp now", "DL +1 [90%]", f"DL +{host.horizon}", "PRB % now",
                 f"PRB +{host.horizon}", "active experts (gate weight)", "latest action"):
@@ -107,7 +150,28 @@ def render(xapp, sim_stats: dict, started: float, max_rows: int = 14):
     return Group(header, t)
 
 
-async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, bundle: Path, live: bool) -> int:
+async def swap_in_when_trained(xapp, proc: subprocess.Popen, steps: int, status: dict, log_path: Path) -> None:
+    """Follow the background training (status["text"]) and hot-swap its bundle in when it is done."""
+    t0 = time.time()
+    while proc.poll() is None:
+        status["text"] = f"serving the quick bundle; training the full MS³M bundle: step {training_step()}/{steps}"
+        await asyncio.sleep(1.0)
+    full = cache_dir() / "bundle"
+    if proc.returncode != 0 or not (full / "config.json").is_file():
+        status["text"] = f"full bundle training failed (exit {proc.returncode}; see {log_path}); serving the quick one"
+        return
+    status["text"] = "swapping in the full MS³M bundle (warming it from every cell's window)"
+    try:
+        done = await xapp.swap_bundle(xapp.hosts[0].name, str(full))
+    except Exception as e:
+        status["text"] = f"swap refused: {e}"
+        return
+    status["text"] = (f"serving the full MS³M bundle (trained in {time.time() - t0:.0f} s, swapped in "
+                      f"{done['seconds']:.1f} s, {done['cells']} cells warmed)")
+
+
+async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, bundle: Path, live: bool,
+                   train_steps: int | None = None, retrain: bool = False) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -135,20 +199,31 @@ async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, b
                                        cycle_steps=600))
     started = time.time()
     console = Console()
+    status: dict = {"text": ""}
+    trainer = swapper = None
+    if train_steps is not None:
+        log_path = cache_dir() / "train.log"
+        trainer = start_full_training(train_steps, retrain, log_path)
+        swapper = asyncio.create_task(swap_in_when_trained(xapp, trainer, train_steps, status, log_path))
     try:
         if live:
             with Live(render(xapp, sim_stats, started), console=console, refresh_per_second=2, screen=False) as lv:
                 while not stop.is_set() and not sim.done():
                     await asyncio.sleep(0.5)
-                    lv.update(render(xapp, sim_stats, started))
+                    lv.update(render(xapp, sim_stats, started, status=status["text"]))
         else:
             while not stop.is_set() and not sim.done():
                 await asyncio.sleep(2)
                 s = xapp.engine.stats()
                 console.print(f"forecasts {s['samples']:,}  cells {len(xapp.hosts[0].table)}  "
-                              f"actions {len(xapp.actions)}  ingest {sim_stats.get('rate_now', 0):,.0f}/s")
+                              f"actions {len(xapp.actions)}  ingest {sim_stats.get('rate_now', 0):,.0f}/s  "
+                              f"model {xapp.hosts[0].name}  {status['text']}")
     finally:
         stop.set()
+        if swapper is not None:
+            swapper.cancel()
+        if trainer is not None and trainer.poll() is None:
+            trainer.terminate()  # resumes from its checkpoint next time
         with contextlib.suppress(Exception):
             await asyncio.wait_for(sim, 10)
         await xapp.stop()
@@ -161,6 +236,12 @@ async def run_demo(http_port: int, grpc_port: int, cells: int, speedup: float, b
 
 def main(http_port: int = 8080, grpc_port: int = 50051, cells: int = 40, speedup: float = 5.0, steps: int = 300,
          retrain: bool = False, live: bool | None = None) -> int:
-    bundle = ensure_bundle(steps, retrain)
+    """Serve the cached full demo bundle; without one (or with retrain), serve a quick bundle within seconds,
+    train the full one in the background and hot-swap it in when done."""
+    full = cache_dir() / "bundle"
     live = sys.stdout.isatty() if live is None else live
-    return asyncio.run(run_demo(http_port, grpc_port, cells, speedup, bundle, live))
+    if full.joinpath("config.json").is_file() and not retrain:
+        return asyncio.run(run_demo(http_port, grpc_port, cells, speedup, full, live))
+    bundle = quick_bundle()
+    return asyncio.run(run_demo(http_port, grpc_port, cells, speedup, bundle, live, train_steps=steps,
+                                retrain=retrain))

@@ -24,3 +24,26 @@ async def test_live_table_shows_cells_forecasts_and_experts(tmp_path, monkeypatc
     assert "s4d@1:" in text and "[" in text  # experts with gate weights, forecast with its interval
     monkeypatch.setenv("MS3M_CACHE_DIR", str(tmp_path))
     assert cache_dir() == tmp_path / "demo" / "v1"
+
+
+async def test_the_trained_bundle_is_swapped_in_when_its_training_ends(tmp_path, monkeypatch):
+    import shutil
+    from types import SimpleNamespace
+
+    from service.demo import swap_in_when_trained
+
+    monkeypatch.setenv("MS3M_CACHE_DIR", str(tmp_path / "cache"))
+    quick = make_bundle(tmp_path / "quick", "ms3m")
+    codes = iter([None, None, 0])
+    proc = SimpleNamespace(poll=lambda: next(codes), returncode=0)
+    async with running_xapp([quick]) as xapp:
+        await publish(xapp.grpc_port, [indication(3, t, mid=t + 1) for t in range(10)])
+        await wait_for(lambda: xapp.engine.samples == 30)
+        shutil.copytree(make_bundle(tmp_path / "full", "ms3m", d_feature=12), cache_dir() / "bundle")
+        status: dict = {}
+        await swap_in_when_trained(xapp, proc, 300, status, tmp_path / "train.log")
+        assert status["text"].startswith("serving the full MS³M bundle") and "3 cells warmed" in status["text"]
+        assert xapp.hosts[0].bundle.root == cache_dir() / "bundle"
+        failed = SimpleNamespace(poll=lambda: 1, returncode=1)
+        await swap_in_when_trained(xapp, failed, 300, status, tmp_path / "train.log")
+        assert "training failed" in status["text"]
