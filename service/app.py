@@ -84,6 +84,8 @@ class XApp:
         self.swapper = BundleSwapper(self.hosts, self.engine, self.buffer, self._make_host, s.window_length,
                                      lambda i, old, new: self.control.host_replaced(i, old, new,
                                                                                     s.decision_period_samples))
+        self.control.request_swap = lambda name, path: self._tasks.append(  # descriptor controls.bundles
+            asyncio.ensure_future(self.swapper.swap_logged(name, path)))
         self._tasks: list[asyncio.Task] = []
         self.rest_app = create_app(self, self.registry)
         self.grpc_server, self.health, self.grpc_services = create_grpc_server(

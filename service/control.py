@@ -120,6 +120,7 @@ class StepControl:
         self.metrics = metrics
         self.clock = clock
         self.warmups: ExpertWarmups | None = None
+        self.request_swap: Callable[[str, str], None] | None = None  # (model name, bundle dir), event loop
         self.loop: asyncio.AbstractEventLoop | None = None
         self._policy_version = -1
 
@@ -190,8 +191,9 @@ class StepControl:
         self._policy_version = -1  # apply every policy to every cell again (the new host's cells are new)
 
     def apply_controls(self, controls: dict[str, Any]) -> None:
-        """Descriptor `controls`: actionMode (recommend|enforce), intervalCoverage, decisionPeriodSamples;
-        values out of range are ignored."""
+        """Descriptor `controls`: actionMode (recommend|enforce), intervalCoverage, decisionPeriodSamples, bundles
+        (model name → bundle directory: a served model whose directory differs is hot-swapped through
+        `request_swap`); values out of range are ignored."""
         if self.action_policy is not None and controls.get("actionMode") in ("recommend", "enforce"):
             self.action_policy.config.mode = controls["actionMode"]
         cov = controls.get("intervalCoverage")
@@ -202,6 +204,12 @@ class StepControl:
         if isinstance(period, int) and period > 0:
             for r in self.routers.values():
                 r.decision_period = period
+        bundles = controls.get("bundles")
+        if isinstance(bundles, dict) and self.request_swap is not None:
+            for name, path in bundles.items():
+                host = next((h for h in self.hosts if h.name == name), None)
+                if isinstance(path, str) and host is not None and Path(path).resolve() != host.bundle.root.resolve():
+                    self.request_swap(name, path)
 
     def publish_expert_gauges(self) -> None:
         """ms3m_expert_active / ms3m_expert_share from the routers' hosts (event loop, once a second)."""

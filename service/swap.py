@@ -17,6 +17,7 @@ window, and the cells of the other bundles are never touched.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from service.engine.engine import StepEngine
 from service.engine.host import ModelHost
 from service.runtime.bundle import BundleError, load_bundle
 
+log = logging.getLogger("ms3m.swap")
 FINAL_BACKLOG_SAMPLES = 5_000  # what the engine thread may replay itself at the switch (a few steps' worth)
 MAX_CATCH_UP_ROUNDS = 20
 
@@ -128,3 +130,17 @@ class BundleSwapper:
                 raise
         return {"replaced": old.name, "model": new.name, "cells": len(series), "window_samples": warmed,
                 "caught_up_samples": caught_up, "seconds": round(time.perf_counter() - t0, 3)}
+
+    async def swap_logged(self, name: str, path: str | Path) -> dict | None:
+        """`swap` for a request without a caller to answer (the descriptor's `controls.bundles`): a model already
+        serving `path` is left alone; a refusal is logged, not raised."""
+        host = next((h for h in self.hosts if h.name == name), None)
+        if host is not None and host.bundle.root.resolve() == Path(path).resolve():
+            return None
+        try:
+            done = await self.swap(name, path)
+        except (KeyError, SwapRefused) as e:
+            log.error("descriptor asked to swap %s for %s: %s", name, path, e)
+            return None
+        log.info("swapped %s for %s: %s", name, path, done)
+        return done

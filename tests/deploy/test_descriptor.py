@@ -102,7 +102,8 @@ def test_controls_are_the_keys_the_service_applies(descriptor):
     f = Settings.model_fields
     assert descriptor["controls"] == {"actionMode": f["action_mode"].default,
                                       "intervalCoverage": f["interval_coverage"].default,
-                                      "decisionPeriodSamples": f["decision_period_samples"].default}
+                                      "decisionPeriodSamples": f["decision_period_samples"].default,
+                                      "bundles": {}}  # no swap asked for: the bundles of MS3M_BUNDLES serve
 
 
 def test_metrics_mirror_the_exported_families(descriptor, live_service):

@@ -281,7 +281,7 @@ def test_configmap_descriptor_validates_and_carries_the_release_values(rendered,
     desc = json.loads(cm["data"]["config-file.json"])
     jsonschema.Draft7Validator(json.loads(DESCRIPTOR_SCHEMA.read_text())).validate(desc)
     chart_values = value_sets()[values]
-    controls = {"actionMode": "recommend", "intervalCoverage": 0.9, "decisionPeriodSamples": 60,
+    controls = {"actionMode": "recommend", "intervalCoverage": 0.9, "decisionPeriodSamples": 60, "bundles": {},
                 **chart_values.get("descriptor", {}).get("controls", {})}
     assert desc["controls"] == controls
     (c,) = xapp_deployment(docs)["spec"]["template"]["spec"]["containers"]

@@ -148,3 +148,19 @@ def test_replay_batches_steps_recorded_sub_steps_in_order(bundles):
                      np.full((2, 3), 50.0, np.float32)) for t in range(3)]
     assert replay_batches(host, b) == 6
     assert host.last_ts[host.table.slot("a")] == T0_MS + 2000
+
+
+async def test_a_changed_bundle_in_the_descriptor_is_swapped_in(bundles, tmp_path):
+    import json
+
+    descriptor = tmp_path / "config-file.json"
+    descriptor.write_text(json.dumps({"controls": {"bundles": {}}}))
+    async with running_xapp([bundles["s4d"], bundles["ms3m"]], config_file=str(descriptor)) as xapp:
+        await publish(xapp.grpc_port, [indication(CELLS, t, mid=t + 1) for t in range(10)])
+        await wait_for(lambda: counters(xapp)["ms3m-test"] == 10 * CELLS)
+        descriptor.write_text(json.dumps({"controls": {"bundles": {"ms3m-test": str(bundles["v2"]),
+                                                                   "s4d-test": str(bundles["s4d"])}}}))
+        await wait_for(lambda: xapp.hosts[1].name == "ms3m-test-v2", timeout=20)
+        assert xapp.hosts[0].name == "s4d-test"  # already serving that directory: left alone
+        await publish(xapp.grpc_port, [indication(CELLS, 10, mid=11)])
+        await wait_for(lambda: counters(xapp)["ms3m-test-v2"] == CELLS)
