@@ -7,6 +7,7 @@ numpy gathers and scatters around one runtime call. Only the engine's worker thr
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ class ModelHost:
         # extra per-cell rows that travel with the state (and its snapshots): the last raw input values
         # (forward fill of absent KPIs) and the sample clock mod lcm(scales) (MS³M expert phases)
         spec += [("host.ffill", (len(m.inputs),)), ("host.clock", (1,))]
-        self.table = StateTable(spec, capacity=capacity, max_cells=max_cells)
+        # the model's identity for snapshots: its graphs' checksums and state layout (another version is refused)
+        identity = json.dumps([sorted((r, f.sha256) for r, f in m.files.items()), spec], default=str).encode()
+        self.table = StateTable(spec, capacity=capacity, max_cells=max_cells, identity=identity)
         self.intervals = ConformalIntervals(self.horizon, self.n_targets, coverage=coverage)
         self.lock = threading.Lock()
         self._new_slots: list[int] = []  # allocated since the last take_new_slots() (policy lookup)

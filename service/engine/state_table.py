@@ -9,13 +9,14 @@ seen first, when the table is full; a cell that has been seen more recently is n
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 _MAGIC = b"MS3S"
-_HEADER = struct.Struct("<4sBI")  # magic, version, number of float32 values
-_VERSION = 1
+_HEADER = struct.Struct("<4sBII")  # magic, version, number of float32 values, identity of the model (crc32)
+_VERSION = 2
 
 
 class TableFullError(RuntimeError):
@@ -32,9 +33,13 @@ class StateTable:
         max_cells: int = 1_000_000,
         min_idle_periods: int = 3,
         dtype=np.float32,
+        identity: bytes | None = None,
     ):
         if capacity < 1 or max_cells < 1:
             raise ValueError("capacity and max_cells must be ≥ 1")
+        # records carry crc32(identity): a snapshot of another model (or version, or state layout) is refused;
+        # a table built without one (a reader, a test) accepts any
+        self.identity = None if identity is None else zlib.crc32(identity)
         self.names = [name for name, _ in spec]
         self.shapes = [tuple(int(d) for d in shape) for _, shape in spec]
         self.dtype = np.dtype(dtype)
@@ -175,15 +180,17 @@ class StateTable:
         """One cell's state as bytes: a small header, then every tensor as little-endian float32."""
         s = self._slot_of[cell]
         body = b"".join(np.ascontiguousarray(a[s], dtype="<f4").tobytes() for a in self.arrays)
-        return _HEADER.pack(_MAGIC, _VERSION, self.floats_per_cell) + body
+        return self._header() + body
 
     def unpack(self, data: bytes) -> list[np.ndarray]:
         """Inverse of pack; raises ValueError on a foreign or mismatched record."""
         if len(data) < _HEADER.size:
             raise ValueError("state record too short")
-        magic, version, n = _HEADER.unpack_from(data)
+        magic, version, n, identity = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError("not a state record of this format")
+        if self.identity is not None and identity != self.identity:
+            raise ValueError("state record of another model (bundle version or state layout)")
         if n != self.floats_per_cell or len(data) != _HEADER.size + 4 * n:
             raise ValueError(f"state record holds {n} values, this model's state has {self.floats_per_cell}")
         flat = np.frombuffer(data, dtype="<f4", offset=_HEADER.size).astype(self.dtype)
@@ -199,8 +206,11 @@ class StateTable:
         if n == 0:
             return []
         flat = np.concatenate([a[slots].reshape(n, -1) for a in self.arrays], axis=1).astype("<f4", copy=False)
-        header = _HEADER.pack(_MAGIC, _VERSION, self.floats_per_cell)
+        header = self._header()
         return [header + row.tobytes() for row in flat]
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(_MAGIC, _VERSION, self.floats_per_cell, self.identity or 0)
 
     def cell_of(self, slot: int) -> str | None:
         return self._cell_of[slot]

@@ -62,3 +62,14 @@ def test_pack_unpack_and_bad_records():
         t.unpack(b"XXXX" + rec[4:])
     with pytest.raises(ValueError, match="short"):
         t.unpack(b"MS")
+
+
+def test_records_of_another_model_identity_are_refused():
+    a = StateTable(SPEC, identity=b"model v1")
+    a.slots_for(["x"], 0)
+    rec = a.pack("x")
+    assert StateTable(SPEC, identity=b"model v1").unpack(rec)[0].shape == a.arrays[0][0].shape
+    with pytest.raises(ValueError, match="another model"):
+        StateTable(SPEC, identity=b"model v2").unpack(rec)  # same layout, other version: not loaded
+    StateTable(SPEC).unpack(rec)  # a reader without an identity accepts any
+    assert a.pack_slots(np.array([0]))[0] == rec

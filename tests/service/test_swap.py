@@ -164,3 +164,15 @@ async def test_a_changed_bundle_in_the_descriptor_is_swapped_in(bundles, tmp_pat
         assert xapp.hosts[0].name == "s4d-test"  # already serving that directory: left alone
         await publish(xapp.grpc_port, [indication(CELLS, 10, mid=11)])
         await wait_for(lambda: counters(xapp)["ms3m-test-v2"] == CELLS)
+
+
+def test_snapshots_of_another_bundle_version_are_not_restored(bundles):
+    from service.engine.host import ModelHost
+    from service.runtime import load_bundle
+
+    host = ModelHost(load_bundle(bundles["ms3m"]), KPIS)
+    slots, _ = host.slots(["a", "b"], 0)
+    host.step(slots, np.full((2, 3), 50.0, np.float32), np.full(2, T0_MS))
+    records = host.snapshot_dirty()
+    assert ModelHost(load_bundle(bundles["ms3m"]), KPIS).restore(records) == 2
+    assert ModelHost(load_bundle(bundles["v2"]), KPIS).restore(records) == 0  # same layout, other weights
