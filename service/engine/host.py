@@ -291,8 +291,9 @@ class ModelHost:
 
     def _keep_warming_inputs(self, slots: np.ndarray, xn: np.ndarray) -> None:
         """Record the applied normalized inputs of slots being warmed (their catch-up in finish_warm)."""
-        for i, slot in enumerate(slots.tolist()):
-            for rows in self._warming.get(slot, {}).values():
+        warming = np.fromiter(self._warming, np.int64, len(self._warming))
+        for i in np.flatnonzero(np.isin(slots, warming)).tolist():  # a Python loop over the warming cells only
+            for rows in self._warming[int(slots[i])].values():
                 rows.append(xn[i])
 
     def take_new_slots(self) -> list[int]:
