@@ -13,13 +13,13 @@ import concurrent.futures
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from contract.objectives import objective_names
+from contract.objectives import OBJECTIVES
 from contract.series import parse_series
 from service.a1.store import PolicyStore
 from service.actions.policy import Action, ActionPolicy
@@ -31,6 +31,23 @@ from service.metrics import Metrics
 from service.router.router import ExpertRouter
 
 Warm = tuple[ModelHost, int, int]  # (host, slot, expert index)
+
+
+class Rows(Sequence):
+    """A read-only sequence of n values computed on access (the action policy reads a few rows of many)."""
+
+    def __init__(self, n: int, value: Callable[[int], Any]):
+        self._n, self._value = n, value
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._value(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._value(i % self._n)
 
 
 class ExpertWarmups:
@@ -146,12 +163,15 @@ class StepControl:
         ok = step.ok[0]
         series = list(step.series) if ok.all() else [k for k, o in zip(step.series, ok.tolist()) if o]
         acts: list[Action] = []
-        if self.action_policy is not None:
-            objective = objective_names(primary.objective[res.slots])
-            slices = [parse_series(k)[1] for k in series]
-            enforce = [("enforce" if e else None) for e in primary.enforce[res.slots].tolist()]
+        if self.action_policy is not None:  # per-series arguments computed only for the rows a rule reads
+            kinds = np.argmax(primary.objective[res.slots][:, : len(OBJECTIVES)], 1)
+            enforce = primary.enforce[res.slots]
+            n = len(series)
+            objective = Rows(n, lambda i: OBJECTIVES[kinds[i]])
+            slices = Rows(n, lambda i: parse_series(series[i])[1])
+            modes = Rows(n, lambda i: "enforce" if enforce[i] else None)
             acts = self.action_policy.decide(int(self.clock() * 1000), series, res.slots, res.point, res.lower,
-                                             res.upper, res.actual, res.outside, slices, objective, enforce)
+                                             res.upper, res.actual, res.outside, slices, objective, modes)
             for a in acts:
                 self.metrics.actions.labels(a.kind, a.mode).inc()
         if (self.events.subscribers or acts) and self.loop is not None:
