@@ -63,7 +63,6 @@ class ExpertWarmups:
         self.window_length = window_length
         self.tasks: set[asyncio.Task] = set()
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ms3m-warmup")
-        self.seconds = 0.0  # time spent in warm-up passes (warm-up thread)
 
     def schedule(self, warm: list[Warm]) -> None:
         """Start warming (event loop); `cancel` stops what is still running."""
@@ -112,14 +111,12 @@ class ExpertWarmups:
             return 0
         slots, clocks = slots[keep], clocks[keep]
         series, windows = [series[i] for i in keep], [windows[i] for i in keep]
-        t0 = time.perf_counter()
         try:
             pieces = await asyncio.get_running_loop().run_in_executor(
                 self.executor, host.warm_pieces, e, windows, clocks)
         except BaseException:
             self.engine.call(lambda: host.cancel_warm(slots, e))
             raise
-        self.seconds += time.perf_counter() - t0
         n = await asyncio.wrap_future(self.engine.call(lambda: host.finish_warm(slots, series, e, pieces)))
         self.metrics.expert_warmups.inc(n)
         return n
