@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 State = tuple[Tensor, ...]
+NORMALIZATIONS = ("none", "causal")  # ModelConfig.normalization (models.framing)
+CHANNEL_MODES = ("mixed", "independent")  # ModelConfig.channels (models.framing)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class ModelConfig:
 
     target_index: input columns that are the K targets. When set, the head forecasts the change
     from the last observed target value (a last-value residual), which every model benefits from.
+    normalization ("none" | "causal", rate norm_rate, learnable affine norm_affine) and channels
+    ("mixed" | "independent"): the input framing every model can have (models.framing).
     """
 
     d_input: int = 1
@@ -51,8 +55,21 @@ class ModelConfig:
     horizon: int = 1
     target_index: tuple[int, ...] | None = None
     dropout: float = 0.0
+    normalization: str = "none"
+    norm_rate: float = 0.02
+    norm_affine: bool = True
+    channels: str = "mixed"
 
     def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.channels not in CHANNEL_MODES:
+            raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {self.channels!r}")
+        if not 0.0 < self.norm_rate <= 1.0:
+            raise ValueError(f"norm_rate must be in (0, 1], got {self.norm_rate}")
+        framed = self.normalization != "none" or self.channels != "mixed"
+        if framed and self.target_index is None and self.d_input == self.n_targets:
+            self.target_index = tuple(range(self.n_targets))  # every input column is a target
         if self.target_index is not None:
             self.target_index = tuple(int(i) for i in self.target_index)
         for name in ("d_input", "n_targets", "horizon"):
@@ -106,13 +123,20 @@ class StreamingModel(nn.Module):
         raise NotImplementedError
 
     # -- provided -----------------------------------------------------------------------------
-    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Tensor], State]:
+    def training_forward(self, x: Tensor, state: State | None = None,
+                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
         """Forecasts for a training batch from `state` (zero if None), auxiliary terms and the final state (for
         truncated BPTT). An auxiliary term is a scalar tensor to add (MS³M: load balancing, the objective-weighted
         compute cost) or a pair (weight, member forecasts (B, L, E, H, K)) whose error against the target is
-        added with that weight (MS³M: each expert's own forecast); see training.trainer.training_loss."""
+        added with that weight (MS³M: each expert's own forecast); see training.trainer.training_loss.
+        last_only: forecasts (and member forecasts) of the last position only, (B, 1, H, K) (window protocol)."""
         y, new_state = self.forward_with_state(x, state)
-        return y, {}, new_state
+        return (y[:, -1:] if last_only else y), {}, new_state
+
+    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
+        """x (B, L, D_in) → the forecast at the last position, (B, H, K): `forward(x, state)[:, -1]`. Models whose
+        forecast heads dominate the cost (MS³M) compute that position only."""
+        return self.forward(x, state)[:, -1]
 
     def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         """x (B, L, D_in) → y (B, L, H, K). Subclasses may override with a faster stateless path."""

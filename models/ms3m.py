@@ -219,8 +219,9 @@ class MS3M(StreamingModel):
         return MS3MOutput(contrib.sum(2), w, logits, contrib, new_state)
 
     def _parallel(self, x: Tensor, state: State | None, objective: Tensor | None,
-                  active: Tensor | None) -> tuple[Tensor, Tensor, Tensor, State]:
-        """Every expert's own forecast y_e (B, L, E, H, K), gate weights and logits (B, L, E), final state."""
+                  active: Tensor | None, last_only: bool = False) -> tuple[Tensor, Tensor, Tensor, State]:
+        """Every expert's own forecast y_e (B, L, E, H, K), gate weights and logits (B, L, E), final state.
+        last_only: gate and heads at the last position only (L = 1 in the outputs)."""
         B, L, _ = x.shape
         if state is None:
             state = self.init_state(B, x.device, x.dtype)
@@ -238,10 +239,13 @@ class MS3M(StreamingModel):
             phases.append(ph)
             new_states.extend(es_new)
         new_states[0] = ema[:, -1]
+        feats, phases = torch.stack(feats, -2), torch.cat(phases, -1)  # (B, L, E, F), (B, L, E)
+        if last_only:
+            x, ema, feats, phases, L = x[:, -1:], ema[:, -1:], feats[:, -1:], phases[:, -1:], 1
         obj = objective.unsqueeze(1).expand(B, L, objective.shape[-1])
         act = None if active is None else active.unsqueeze(1).expand(B, L, self.n_experts)
         w, logits = self._gate(x, ema, obj, act)  # (B, L, E)
-        y_e = self._heads(torch.stack(feats, -2), x, torch.cat(phases, -1))  # (B, L, E, H, K)
+        y_e = self._heads(feats, x, phases)  # (B, L, E, H, K)
         return y_e, w, logits, tuple(new_states)
 
     def _ema_parallel(self, x: Tensor, ema0: Tensor) -> Tensor:
@@ -258,6 +262,11 @@ class MS3M(StreamingModel):
     def forward(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
                 active: Tensor | None = None) -> Tensor:
         return self.forward_detailed(x, state, objective, active).y
+
+    def forward_last(self, x: Tensor, state: State | None = None, objective: Tensor | None = None,
+                     active: Tensor | None = None) -> Tensor:
+        y_e, w, _, _ = self._parallel(x, state, objective, active, last_only=True)
+        return (w.unsqueeze(-1).unsqueeze(-1) * y_e).sum(2)[:, 0]  # (B, H, K)
 
     # -- recurrent -------------------------------------------------------------------------------
     def step_detailed(self, x_t: Tensor, state: State, objective: Tensor | None = None,
@@ -309,11 +318,12 @@ class MS3M(StreamingModel):
                        "lr": lr * self.config.gate_lr_scale, "group": "gate"})
         return [g for g in groups if g["params"]]
 
-    def training_forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, dict[str, Any], State]:
+    def training_forward(self, x: Tensor, state: State | None = None,
+                         last_only: bool = False) -> tuple[Tensor, dict[str, Any], State]:
         """One objective per sequence (uniform objective, budget from a grid); auxiliary terms: load balancing,
         the objective-weighted compute cost and (member_weight > 0) every expert's own forecast."""
         objective = sample_objectives(x.shape[0]).to(dtype=x.dtype, device=x.device)
-        y_e, w, logits, new_state = self._parallel(x, state, objective, None)
+        y_e, w, logits, new_state = self._parallel(x, state, objective, None, last_only)
         mixed = y_e if self.config.mixture_trains_experts else y_e.detach()
         contrib = w.unsqueeze(-1).unsqueeze(-1) * mixed
         out = MS3MOutput(contrib.sum(2), w, logits, contrib, new_state)
@@ -359,7 +369,11 @@ class MS3M(StreamingModel):
         (default 10×), i.e. max over poles of scale · ln(factor) / −ln|Ā|. (The e-folding time is this
         with factor = e.) Mamba's poles are taken at its Δ bias. Warm-up windows of 4× this time
         reproduce the continuously stepped state to ~1e-4 (tests/models/test_ms3m.py)."""
-        poles = self.experts[index].net.ssm_poles()
+        net = self.experts[index].net
+        window = getattr(net.config, "window", None)
+        if window is not None:  # a window model (the linear expert): it remembers exactly its window
+            return float(window * self.experts[index].scale)
+        poles = net.ssm_poles()
         if poles is None:
             return math.inf
         mag = poles.abs().clamp(max=1 - 1e-12).double()

@@ -15,6 +15,7 @@ import pkgutil
 from typing import Any
 
 from models.base import ModelConfig, StreamingModel
+from models.framing import build_model
 
 _REGISTRY: dict[str, type[StreamingModel]] = {}
 _ZOO_PACKAGES = ("models.layers", "models.baselines", "models.seeds")
@@ -114,11 +115,10 @@ def create_model(
         config["ssm_layer"] = ssm_layer
     config = {_ALIASES.get(k, k): v for k, v in config.items()}
     cls = model_class(name)
-    cfg = cls.Config.from_dict(config)
-    return cls(cfg)
+    return build_model(cls, cls.Config.from_dict(config))
 
 
 def model_from_config(name: str, config: dict[str, Any]) -> StreamingModel:
     """Rebuild a model from its registry name and `config.to_dict()` (as stored in bundles)."""
     cls = model_class(name)
-    return cls(cls.Config.from_dict(config))
+    return build_model(cls, cls.Config.from_dict(config))

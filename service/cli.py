@@ -144,7 +144,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "model": args.model, "data": args.data, "horizon": args.horizon, "window": args.window,
         "batch_size": args.batch_size, "max_steps": args.steps, "lr": args.lr, "seed": args.seed,
         "targets": args.target, "inputs": args.input, "eval_every": args.eval_every, "patience": args.patience,
-        "loss_positions": args.loss_positions, "split": args.split, "threads": args.threads,
+        "loss_positions": args.loss_positions, "split": args.split, "threads": args.threads, "loss": args.loss,
+        "train_app": args.train_app,
     }.items() if v is not None}
     options["model_config"] = _key_values(args.set, "--set")
     options["data_options"] = _key_values(args.data_opt, "--data-opt")
@@ -199,7 +200,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 100)")
     p.add_argument("--patience", type=int, help="early-stop after N validations without improvement (default 8)")
     p.add_argument("--loss-positions", choices=["all", "last"], help="train on all positions or only the last")
-    p.add_argument("--split", choices=["auto", "time", "series"], help="how to split train/val/test")
+    p.add_argument("--split", choices=["auto", "time", "series", "app"],
+                   help="how to split train/val/test (app: irish5g, train on --train-app, test on the other)")
+    p.add_argument("--train-app", help="with --split app: the application trained on (Download or Netflix)")
+    p.add_argument("--loss", choices=["mse", "mae"], help="training error, also the validation metric (default mse)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--threads", type=int, help="torch threads per process")
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun, gloo on CPU)")
@@ -248,9 +252,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from service.output import print_result
 
     preset = args.preset
-    horizons = args.horizon or ([96, 192] if preset == "ett" else [10])
-    models = args.model or (["dlinear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m"] if preset == "ett"
-                            else ["s4d", "mamba", "transformer", "lstm", "tcn", "ms3m"])
+    if args.split == "app" and preset != "irish5g":
+        print("ms3m eval: --split app is the Irish 5G cross-application protocol (preset irish5g)", file=sys.stderr)
+        return 2
+    horizons = args.horizon or (list(cmp.ETT_HORIZONS) if preset == "ett" else [10])
+    models = args.model or (["dlinear", "linear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m"]
+                            if preset == "ett" else ["s4d", "mamba", "transformer", "lstm", "tcn", "ms3m"])
+    seeds = [args.seed + i for i in range(args.seeds)] if args.seed is not None else list(range(args.seeds))
     out_root = Path(args.out or f"reports/{preset}")
     rows, everything = [], {}
     for h in horizons:
@@ -265,18 +273,34 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         else:
             base, overrides = cmp.PRESETS[preset](h, args.steps or (2640 if preset == "ett" else 1500))
             published = cmp.ETT_PUBLISHED.get(h) if preset == "ett" else None
-        if args.seed is not None:
-            base = dataclasses.replace(base, seed=args.seed)
         log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-        summary = cmp.compare(models, base, overrides, out_root / f"h{h}", progress=not args.quiet, log=log,
-                              published=published)
-        everything[f"h{h}"] = summary
-        for r in cmp.table_rows(summary):
-            rows.append({"horizon": h, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}})
-    kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[")})
-    cols = ["horizon", "model", "mse", "mae", *(kpi_cols if len(kpi_cols) <= 2 else [])]
+        # --split app: train on one application's traces and test on the other's, both ways
+        variants = ([(f"app-{a}", {"split": "app", "train_app": a}) for a in ("Download", "Netflix")]
+                    if args.split == "app" else [("", {"split": args.split} if args.split else {})])
+        for label, split in variants:
+            per_seed = []
+            for seed in seeds:
+                key = "/".join(p for p in (label, f"h{h}", f"seed{seed}" if len(seeds) > 1 else "") if p)
+                summary = cmp.compare(models, dataclasses.replace(base, seed=seed, **split), overrides, out_root / key,
+                                      progress=not args.quiet, log=log, published=published)
+                everything[key] = summary
+                per_seed.append(cmp.table_rows(summary))
+            for r in cmp.aggregate_seeds(per_seed):
+                rows.append({**({"train": label[4:], "test": "Netflix" if label[4:] == "Download" else "Download"}
+                                 if label else {}), "horizon": h, **r})
+    if len(horizons) > 1:  # the average over horizons, per model (the papers' "avg" column)
+        for model in dict.fromkeys(r["model"] for r in rows):
+            rs = [r for r in rows if r["model"] == model]
+            if len(rs) == len(horizons):
+                rows.append({"horizon": "avg", "model": model, "seeds": rs[0].get("seeds"),
+                             **{k: sum(r[k] for r in rs) / len(rs) for k in ("mse", "mae")}})
+    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[") and not k.endswith("_std")})
+    std_cols = ["mse_std", "mae_std"] if len(seeds) > 1 else []
+    cols = [*(["train", "test"] if args.split == "app" else []), "horizon", "model", "mse", *std_cols[:1], "mae",
+            *std_cols[1:], *(kpi_cols if len(kpi_cols) <= 2 else [])]
     result = {"benchmark": f"eval {preset}", "title": f"ms3m eval {preset}", "columns": cols, "rows": rows,
-              "summary": {"report": str(out_root)}, "results": everything}
+              "summary": {"report": str(out_root), "seeds": seeds}, "results": everything}
     print_result(result, args.json)
     return 0
 
@@ -285,8 +309,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="train and compare models under one protocol; Markdown report and PNG plots",
-        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons 96/192, "
+        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons 96/192/336/720 and their average, "
         "every test window, MSE/MAE normalized), next to published figures; DLinear reproduces its paper. "
+        "With --seeds N every model trains N times (seeds seed … seed+N−1) and the table gives mean and std. "
         "irish5g: real operator LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in kbit/s and "
         "the last-value baseline. compare: any dataset (--data). Each writes reports/<preset>/h<H>/ with "
         "results.json, report.md, error_by_horizon.png and forecast plots.",
@@ -296,7 +321,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, action="append", help="horizon(s) (default: ett 96 and 192; else 10)")
     p.add_argument("--data", help="dataset for `compare` (synthetic, irish5g, a CSV path, ...)")
     p.add_argument("--steps", type=int, help="training steps per model (same budget for all)")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seed", type=int, help="first random seed (default 0)")
+    p.add_argument("--split", choices=["series", "time", "app"],
+                   help="how to split (default: the preset's); app: Irish 5G cross-application protocol, train on "
+                   "Download traces and test on Netflix ones, then the other way round")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per model (mean ± std over them; default 1)")
     p.add_argument("--out", help="report folder (default reports/<preset>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON document last")

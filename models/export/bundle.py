@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from contract.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, sha256_file
 from models.base import StreamingModel
 from models.export.step_graph import ONNX_OPSET, export_onnx, export_torchscript, graph_io_names
+from models.framing import is_framed
 from models.registry import model_from_config
 
 
@@ -87,7 +88,8 @@ def write_bundle(
             "data": data or {},
             "metrics": metrics or {},
         }
-        if model.name == "ms3m":  # one step graph per expert plus the gate, for expert-level serving
+        if model.name == "ms3m" and not is_framed(cfg):  # one step graph per expert plus the gate (expert-level
+            # serving); a framed MS³M is served through its whole step graph
             from models.export.ms3m_graphs import export_ms3m_graphs
 
             manifest.update(export_ms3m_graphs(model, tmp, add))

@@ -14,6 +14,9 @@ from models.registry import model_class
 from models.training.series import SeriesSet, ZScore
 
 
+LOSSES = ("mse", "mae")  # TrainConfig.loss
+
+
 @dataclass
 class TrainConfig:
     """What to train on what. Every field has a default that works (`ms3m train` with no options)."""
@@ -31,7 +34,9 @@ class TrainConfig:
     eval_positions: str | None = None  # validation/test protocol: "all" (streaming) or "last"; None = as loss
     stateful: bool = True  # truncated BPTT: lanes walk series in consecutive windows, carrying state
     # (as the model is served); ignored for loss_positions="last", whose windows are independent
-    split: str = "auto"  # "time" | "series" | "auto" (dataset default)
+    split: str = "auto"  # "time" | "series" | "app" (irish5g: train on train_app's traces, test on the other's)
+    # | "auto" (dataset default)
+    train_app: str = "Download"  # split "app": the application trained (and validated) on
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     batch_size: int = 32
@@ -44,6 +49,7 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (warm-up + cosine) or "halving": lr × 0.5 every `halve_every` steps
     halve_every: int = 0  # steps per halving (LTSF-Linear "type1": one epoch); 0 = eval_every
     grad_clip: float = 1.0
+    loss: str = "mse"  # "mse" | "mae": the training error, also the validation metric (early stopping, best step)
     eval_every: int = 100
     patience: int = 8  # evaluations without improvement before stopping
     val_windows: int = 512  # max validation windows per evaluation
@@ -57,8 +63,8 @@ class TrainConfig:
             "burn_in": 0 <= self.burn_in < self.window,
             "loss_positions": self.loss_positions in ("all", "last"),
             "eval_positions": self.eval_positions in (None, "all", "last"),
-            "split": self.split in ("auto", "time", "series"),
-            "schedule": self.schedule in ("cosine", "halving"), "halve_every": self.halve_every >= 0,
+            "split": self.split in ("auto", "time", "series", "app"),
+            "schedule": self.schedule in ("cosine", "halving"), "loss": self.loss in LOSSES, "halve_every": self.halve_every >= 0,
             "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]

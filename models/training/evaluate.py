@@ -123,7 +123,7 @@ def evaluate_last(model: StreamingModel, X: np.ndarray, Y: np.ndarray, batch: in
     model.eval()
     acc = ErrorAccumulator(Y.shape[1], Y.shape[2])
     for i in range(0, len(X), batch):
-        pred = model(torch.from_numpy(np.ascontiguousarray(X[i : i + batch], dtype=np.float32)))[:, -1].numpy()
+        pred = model.forward_last(torch.from_numpy(np.ascontiguousarray(X[i : i + batch], dtype=np.float32))).numpy()
         acc.add(pred, Y[i : i + batch])
     return acc.metrics(target_std, names)
 

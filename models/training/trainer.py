@@ -68,20 +68,24 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float, halve_every:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Mean squared (kind "mse") or absolute ("mae") error over the positions where mask is True."""
     mask = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+    err = (pred - target) ** 2 if kind == "mse" else (pred - target).abs()
+    return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def training_loss(pred: torch.Tensor, aux: dict[str, Any], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked MSE of the forecasts plus the model's auxiliary terms (see StreamingModel.training_forward): a
-    tensor is added as it is; a pair (weight, members (B, L, E, H, K)) adds weight × Σ_e the masked MSE of
-    member e's own forecast (deep supervision, e.g. MS³M's experts: each learns as if trained alone)."""
-    loss = masked_mse(pred, target, mask)
+def training_loss(pred: torch.Tensor, aux: dict[str, Any], target: torch.Tensor, mask: torch.Tensor,
+                  kind: str = "mse") -> torch.Tensor:
+    """Masked MSE (or MAE, kind "mae") of the forecasts plus the model's auxiliary terms (see
+    StreamingModel.training_forward): a tensor is added as it is; a pair (weight, members (B, L, E, H, K)) adds
+    weight × Σ_e the same error of member e's own forecast (deep supervision, e.g. MS³M's experts: each learns as
+    if trained alone)."""
+    loss = masked_mse(pred, target, mask, kind)
     for value in aux.values():
         if isinstance(value, tuple):
             weight, members = value
-            per_member = masked_mse(members, target.unsqueeze(2), mask.unsqueeze(2).expand_as(members))
+            per_member = masked_mse(members, target.unsqueeze(2), mask.unsqueeze(2).expand_as(members), kind)
             loss = loss + weight * members.shape[2] * per_member
         else:
             loss = loss + value
@@ -220,10 +224,13 @@ class Trainer:
         if cont is not None and self.lane_state is not None:  # carried state, zero for restarted lanes
             state = tuple(torch.where(cont.view(-1, *([1] * (s.dim() - 1))), s, torch.zeros_like(s))
                           for s in self.lane_state)
-        pred, aux, new_state = self.net(x, state)
+        last_only = c.loss_positions == "last"  # window protocol: only the last position's forecast is scored
+        pred, aux, new_state = self.net(x, state, last_only)
+        if last_only:
+            y, m = y[:, -1:], m[:, -1:]
         if cont is not None:
             self.lane_state = tuple(s.detach() for s in new_state)
-        loss = training_loss(pred, aux, y, m)
+        loss = training_loss(pred, aux, y, m, c.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:
@@ -239,7 +246,7 @@ class Trainer:
         metrics = evaluate_windows(self.model, self.data.val, self.data.input_index, self.data.target_cols,
                                    c.window, c.horizon, burn_in=c.burn_in, positions=self.eval_positions,
                                    max_windows=c.val_windows)
-        return metrics["mse"]
+        return metrics[c.loss]  # early stopping and the best checkpoint follow the training loss's metric
 
     def fit(self, resume: bool = True, stop_at: int | None = None) -> dict[str, Any]:
         """Train until max_steps or early stop; resume from run_dir's checkpoint when there is one.
@@ -280,7 +287,7 @@ class Trainer:
             self.log(f"early stop at step {self.step}: no improvement for {c.patience} evaluations")
         if (self.run_dir / "best.safetensors").exists():
             self.model.load_state_dict(load_file(str(self.run_dir / "best.safetensors")))
-        result = {"model": c.model, "steps": self.step, "best_step": self.best_step, "val_mse": self.best_val,
+        result = {"model": c.model, "steps": self.step, "best_step": self.best_step, "val_mse": self.best_val, "val_metric": c.loss,
                   "train_seconds": time.perf_counter() - start, "parameters": sum(p.numel() for p in
                   self.model.parameters()), "state_bytes_per_cell": self.model.state_bytes_per_cell()}
         if self.is_main:
@@ -320,8 +327,8 @@ class _TrainingForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, state=None):
-        return self.model.training_forward(x, state)
+    def forward(self, x: torch.Tensor, state=None, last_only: bool = False):
+        return self.model.training_forward(x, state, last_only)
 
 
 def normalization_for(d: PreparedData) -> dict[str, Any]:

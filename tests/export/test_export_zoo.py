@@ -20,24 +20,35 @@ def exported(tmp_path_factory):
     out = {}
     root = tmp_path_factory.mktemp("graphs")
 
-    def get(name):
-        if name not in out:
-            model = tiny_model(name, torch.float32)
-            onnx_path = export_onnx(model, root / f"{name}.onnx")
-            out[name] = (model, onnx_path, export_torchscript(model, root / f"{name}.ts"))
-        return out[name]
+    def get(name, **framing):
+        key = f"{name}-{'-'.join(map(str, framing.values()))}"
+        if key not in out:
+            model = tiny_model(name, torch.float32, **framing)
+            onnx_path = export_onnx(model, root / f"{key}.onnx")
+            out[key] = (model, onnx_path, export_torchscript(model, root / f"{key}.ts"))
+        return out[key]
 
     return get
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_exported_steps_match_torch_over_1000_steps(name, exported):
-    model, onnx_path, ts_path = exported(name)
+    check_exported(name, *exported(name), batches=(1, 7, 1024))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_framed_exported_steps_match_torch_over_1000_steps(name, exported):
+    """Causal normalization and channel independence live in the exported step graph (and its state)."""
+    framing = {"normalization": "causal", "channels": "independent"}
+    check_exported(name, *exported(name, **framing), batches=(3,), offset=2.0)
+
+
+def check_exported(name, model, onnx_path, ts_path, batches, offset=0.0):
     assert not onnx_has_complex(onnx_path)
     runtimes = [OnnxStepRuntime(onnx_path), TorchScriptStepRuntime(ts_path)]
-    for batch in (1, 7, 1024):
+    for batch in batches:
         rng = np.random.default_rng(batch)
-        xs = rng.standard_normal((STEPS, batch, D_IN), dtype=np.float32)
+        xs = offset + rng.standard_normal((STEPS, batch, D_IN), dtype=np.float32)
         ref_state = model.init_state(batch, dtype=torch.float32)
         rt_states = [[s.numpy() for s in ref_state] for _ in runtimes]
         worst = [0.0] * len(runtimes)

@@ -21,6 +21,7 @@ TINY = {
         {"kind": "s4d", "scale": 1, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},
         {"kind": "lru", "scale": 4, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},
         {"kind": "mamba", "scale": 16, "d_model": 8, "n_layers": 1, "options": {"d_state": 4, "d_conv": 3}},
+        {"kind": "linear", "scale": 1, "options": {"window": 12}},  # the linear long-memory expert
     ],
 }
 

@@ -107,3 +107,19 @@ def split_by_trace(series_set: SeriesSet, val_fraction: float = 0.15, test_fract
 
     return split_by_series(series_set, val_fraction, test_fraction, seed,
                            group=lambda name: name.split("#")[0], stratify=trace_group)
+
+
+def split_by_app(series_set: SeriesSet, train_app: str, val_fraction: float = 0.15,
+                 seed: int = 0) -> tuple[SeriesSet, SeriesSet, SeriesSet]:
+    """Cross-application protocol: (train, val) by whole traces of `train_app` (e.g. "Download"), stratified by
+    mobility; test = every trace of the other application(s). ValueError when either side has no trace."""
+    apps = sorted({trace_group(s.name).split("/")[0] for s in series_set.series})
+    if train_app not in apps:
+        raise ValueError(f"split_by_app: no traces of application {train_app!r}; the data has {apps}")
+    own = [s.name for s in series_set.series if trace_group(s.name).split("/")[0] == train_app]
+    other = [s.name for s in series_set.series if s.name not in set(own)]
+    if not other:
+        raise ValueError(f"split_by_app: every trace is {train_app!r}; nothing left to test on")
+    train, val, _ = split_by_trace(series_set.subset(own), val_fraction, 0.0, seed)
+    test = series_set.subset(other)
+    return train, val, test

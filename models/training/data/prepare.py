@@ -13,7 +13,7 @@ from contract.kpis import DL_THROUGHPUT
 from models.training.config import PreparedData, TrainConfig
 from models.training.data import load_dataset
 from models.training.data.ett import load_ett
-from models.training.data.irish5g import split_by_trace
+from models.training.data.irish5g import split_by_app, split_by_trace
 from models.training.data.windows import split_by_series, split_by_time
 from models.training.series import ZScore
 
@@ -35,7 +35,12 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         split = config.split
         if split == "auto":
             split = "series" if len(full.series) >= 10 else "time"
-        if split == "series" and name in ("irish5g", "irish-5g"):
+        if split == "app":
+            if name not in ("irish5g", "irish-5g"):
+                raise ValueError(f"split 'app' (train on one application, test on the other) needs the irish5g "
+                                 f"data, not {config.data!r}")
+            train, val, test = split_by_app(full, config.train_app, config.val_fraction, config.seed)
+        elif split == "series" and name in ("irish5g", "irish-5g"):
             train, val, test = split_by_trace(full, config.val_fraction, config.test_fraction, config.seed)
         elif split == "series":
             train, val, test = split_by_series(full, config.val_fraction, config.test_fraction, config.seed)
