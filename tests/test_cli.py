@@ -51,3 +51,8 @@ def test_serve_help_does_not_import_torch():
     code = "import sys; from service.cli import main\ntry: main(['serve','--help'])\nexcept SystemExit: pass\n" \
            "assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_eval_app_split_is_the_irish_protocol_only(capsys):
+    assert main(["eval", "ett", "--split", "app", "--steps", "1", "--quiet"]) == 2
+    assert "cross-application" in capsys.readouterr().err
