@@ -309,8 +309,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="train and compare models under one protocol; Markdown report and PNG plots",
-        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons 96/192/336/720 and their average, "
-        "every test window, MSE/MAE normalized), next to published figures; DLinear reproduces its paper. "
+        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons "
+        "96/192/336/720 and their average, every test window, MSE/MAE normalized), next to published figures; "
+        "DLinear reproduces its paper. "
         "With --seeds N every model trains N times (seeds seed … seed+N−1) and the table gives mean and std. "
         "irish5g: real operator LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in kbit/s and "
         "the last-value baseline. compare: any dataset (--data). Each writes reports/<preset>/h<H>/ with "

@@ -13,7 +13,6 @@ from typing import Any
 from models.registry import model_class
 from models.training.series import SeriesSet, ZScore
 
-
 LOSSES = ("mse", "mae")  # TrainConfig.loss
 
 
@@ -64,7 +63,8 @@ class TrainConfig:
             "loss_positions": self.loss_positions in ("all", "last"),
             "eval_positions": self.eval_positions in (None, "all", "last"),
             "split": self.split in ("auto", "time", "series", "app"),
-            "schedule": self.schedule in ("cosine", "halving"), "loss": self.loss in LOSSES, "halve_every": self.halve_every >= 0,
+            "schedule": self.schedule in ("cosine", "halving"), "loss": self.loss in LOSSES,
+            "halve_every": self.halve_every >= 0,
             "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]

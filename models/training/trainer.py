@@ -287,9 +287,10 @@ class Trainer:
             self.log(f"early stop at step {self.step}: no improvement for {c.patience} evaluations")
         if (self.run_dir / "best.safetensors").exists():
             self.model.load_state_dict(load_file(str(self.run_dir / "best.safetensors")))
-        result = {"model": c.model, "steps": self.step, "best_step": self.best_step, "val_mse": self.best_val, "val_metric": c.loss,
-                  "train_seconds": time.perf_counter() - start, "parameters": sum(p.numel() for p in
-                  self.model.parameters()), "state_bytes_per_cell": self.model.state_bytes_per_cell()}
+        result = {"model": c.model, "steps": self.step, "best_step": self.best_step, "val_mse": self.best_val,
+                  "val_metric": c.loss, "train_seconds": time.perf_counter() - start,
+                  "parameters": sum(p.numel() for p in self.model.parameters()),
+                  "state_bytes_per_cell": self.model.state_bytes_per_cell()}
         if self.is_main:
             result.update(self.test_metrics())
             self._write_json("result.json", result)
