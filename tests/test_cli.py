@@ -56,3 +56,18 @@ def test_serve_help_does_not_import_torch():
 def test_eval_app_split_is_the_irish_protocol_only(capsys):
     assert main(["eval", "ett", "--split", "app", "--steps", "1", "--quiet"]) == 2
     assert "cross-application" in capsys.readouterr().err
+
+
+def test_eval_with_seeds_reports_mean_and_std(tmp_path, capsys):
+    """`ms3m eval compare --seeds 2`: one row per model with the mean over the seeds and its std, the last value
+    beside; the report folders of both seeds are written."""
+    import json
+
+    rc = main(["eval", "compare", "--data", "synthetic", "--model", "linear", "--steps", "2", "--seeds", "2",
+               "--quiet", "--json", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert set(rows) == {"linear", "last value"} and doc["summary"]["seeds"] == [0, 1]
+    assert rows["linear"]["seeds"] == 2 and rows["linear"]["mse_std"] >= 0 and "mse_std" in doc["columns"]
+    assert (tmp_path / "h10" / "seed0" / "report.md").exists() and (tmp_path / "h10" / "seed1" / "report.md").exists()
