@@ -78,11 +78,12 @@ def ett_preset(horizon: int, steps: int) -> tuple[TrainConfig, dict[str, dict[st
 # MS³M on ETT (README, "ETTh1": each choice and the validation figure behind it): channel-independent, no
 # causal normalization (it lost on validation: the protocol restarts every window from a zero state, so the
 # statistics of a window's first samples are too young), the linear expert over the whole lookback, trained
-# like DLinear on the last position only. The Mamba expert is left out: channel independence multiplies the
-# rows by 7 and made its selective scan 10× the cost of all other experts together on two cores.
+# like DLinear on the last position only, expert features as wide as the lookback (96). The Mamba expert is
+# left out: channel independence multiplies the rows by 7 and made its selective scan 10× the cost of all other
+# experts together on two cores.
 ETT_MS3M_RECIPE: dict[str, Any] = {
     "loss_positions": "last", "burn_in": 0, "lr": 3e-3,
-    "model_config": {"channels": "independent",
+    "model_config": {"channels": "independent", "d_feature": 96,
                      "experts": [*(e for e in DEFAULT_EXPERTS if e["kind"] != "mamba"),
                                  {"kind": "linear", "scale": 1, "options": {"window": 96}}]},
 }

@@ -68,7 +68,7 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float, halve_every:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+def masked_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Mean squared (kind "mse") or absolute ("mae") error over the positions where mask is True."""
     mask = mask.to(pred.dtype)
     err = (pred - target) ** 2 if kind == "mse" else (pred - target).abs()
@@ -81,11 +81,12 @@ def training_loss(pred: torch.Tensor, aux: dict[str, Any], target: torch.Tensor,
     StreamingModel.training_forward): a tensor is added as it is; a pair (weight, members (B, L, E, H, K)) adds
     weight × Σ_e the same error of member e's own forecast (deep supervision, e.g. MS³M's experts: each learns as
     if trained alone)."""
-    loss = masked_mse(pred, target, mask, kind)
+    loss = masked_error(pred, target, mask, kind)
     for value in aux.values():
         if isinstance(value, tuple):
             weight, members = value
-            per_member = masked_mse(members, target.unsqueeze(2), mask.unsqueeze(2).expand_as(members), kind)
+            member_mask = mask.unsqueeze(2).expand_as(members)
+            per_member = masked_error(members, target.unsqueeze(2), member_mask, kind)
             loss = loss + weight * members.shape[2] * per_member
         else:
             loss = loss + value

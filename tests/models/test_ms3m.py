@@ -89,7 +89,7 @@ def test_masked_experts_keep_their_state_and_get_no_weight():
 
 
 def test_training_supervises_every_expert_forecast():
-    from models.training.trainer import masked_mse, training_loss
+    from models.training.trainer import masked_error, training_loss
 
     m = tiny(torch.float64).train()
     x, y = torch.randn(3, 20, D_IN, dtype=torch.float64), torch.randn(3, 20, m.config.horizon, m.config.n_targets,
@@ -103,12 +103,12 @@ def test_training_supervises_every_expert_forecast():
     torch.manual_seed(0)
     out = m.forward_detailed(x, objective=sample_objectives(3))
     assert rel_err(out.contributions.sum(2), pred) < 1e-12
-    each = torch.stack([masked_mse(members[:, :, e], y, mask) for e in range(m.n_experts)]).sum()
-    expected = masked_mse(pred, y, mask) + terms["load_balance"] + terms["cost"] + weight * each
+    each = torch.stack([masked_error(members[:, :, e], y, mask) for e in range(m.n_experts)]).sum()
+    expected = masked_error(pred, y, mask) + terms["load_balance"] + terms["cost"] + weight * each
     assert torch.allclose(training_loss(pred, terms, y, mask), expected)
     # by default the mixture's loss reaches the gate but not the experts (they learn from their own forecasts)
     m.zero_grad()
-    masked_mse(pred, y, mask).backward()
+    masked_error(pred, y, mask).backward()
     assert m.gate[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None or not p.grad.any() for p in m.experts.parameters())
     assert "experts" not in tiny(torch.float64, member_weight=0.0, mixture_trains_experts=True).training_forward(x)[1]

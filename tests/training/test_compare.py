@@ -8,7 +8,7 @@ import pytest
 from models.training import compare as cmp
 from models.training.data.irish5g import split_by_app
 from models.training.series import Series, SeriesSet
-from models.training.trainer import masked_mse
+from models.training.trainer import masked_error
 
 
 def test_run_config_layers_size_recipe_and_caller_settings():
@@ -49,10 +49,10 @@ def test_split_by_app_trains_on_one_application_and_tests_on_the_other():
         split_by_app(_traces(names), "Upload")
 
 
-def test_mae_loss_is_the_masked_mean_absolute_error():
+def test_masked_error_is_the_mean_squared_or_absolute_error_over_the_mask():
     import torch
 
     pred, target = torch.tensor([[1.0, 5.0, 0.0]]), torch.tensor([[0.0, 2.0, 9.0]])
     mask = torch.tensor([[True, True, False]])
-    assert masked_mse(pred, target, mask, "mae").item() == 2.0
-    assert masked_mse(pred, target, mask).item() == 5.0
+    assert masked_error(pred, target, mask, "mae").item() == 2.0
+    assert masked_error(pred, target, mask).item() == 5.0
