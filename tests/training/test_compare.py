@@ -17,7 +17,9 @@ def test_run_config_layers_size_recipe_and_caller_settings():
     assert ms3m.loss_positions == "last" and ms3m.model_config["channels"] == "independent"
     assert any(e["kind"] == "linear" for e in ms3m.model_config["experts"])
     s4d = cmp.run_config("s4d", base, overrides)
-    assert s4d.model_config == cmp.SIZES["s4d"] and s4d.loss_positions == "all"
+    assert s4d.model_config == {**cmp.SIZES["s4d"], "channels": "independent"} and s4d.loss_positions == "last"
+    lru = cmp.run_config("lru", base, overrides)
+    assert lru.model_config == cmp.SIZES["lru"] and lru.loss_positions == "all"
     import dataclasses
 
     mine = cmp.run_config("ms3m", dataclasses.replace(base, model_config={"channels": "mixed"}), overrides)
