@@ -206,6 +206,8 @@ class ForecastHead(nn.Module):
             # broadcasts along a tiny inner axis several times slower
             last = x[..., self.target_index]  # (..., K)
             y = y + last.repeat(*([1] * (last.dim() - 1)), self.horizon)
+        if y.dim() == 2:  # a step: a constant reshape (unflatten exports as shape arithmetic)
+            return y.view(-1, self.horizon, self.n_targets)
         return y.unflatten(-1, (self.horizon, self.n_targets))  # (..., H, K)
 
 

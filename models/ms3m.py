@@ -181,12 +181,15 @@ class MS3M(StreamingModel):
     # -- gate ------------------------------------------------------------------------------------
     def _gate(self, x: Tensor, ema: Tensor, objective: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (..., D), ema (..., R, D), objective (..., 5), active (..., E) bool → (weights, logits) (..., E)."""
-        z = torch.cat([x, ema.flatten(-2), (x - ema[..., -1, :]).abs(), objective], -1)
-        logits = self.gate(z)
         E = self.n_experts
+        flat = ema.view(-1, len(EMA_RATES) * self.config.d_input) if ema.dim() == 3 else ema.flatten(-2)  # a step:
+        # a constant reshape (the exported step graph's cost at batch 1 is its node count)
+        z = torch.cat([x, flat, (x - ema[..., -1, :]).abs(), objective], -1)
+        logits = self.gate(z)
         k = torch.ceil(objective[..., -1:] * E - 1e-6).clamp(1, E)  # (..., 1)
         masked = logits if active is None else logits.masked_fill(~active, float("-inf"))
-        rank = torch.argsort(torch.argsort(masked, dim=-1, descending=True), dim=-1)  # 0 = best
+        order = torch.topk(masked, E, dim=-1).indices  # best first (argsort, with a constant k when exported)
+        rank = torch.topk(order, E, dim=-1, largest=False).indices  # its inverse: 0 = best
         keep = rank < k
         if active is not None:
             keep = keep & active
@@ -202,11 +205,13 @@ class MS3M(StreamingModel):
         folded into their weights (the same function as adding it, without a broadcast add)."""
         c = self.config
         E = self.n_experts
-        z = torch.cat([feats, x.unsqueeze(-2).expand(*x.shape[:-1], E, x.shape[-1]),
+        z = torch.cat([feats, x.unsqueeze(-2).repeat(*([1] * (x.dim() - 1)), E, 1),
                        (phases / self.scales).unsqueeze(-1)], -1)  # (..., E, F + D + 1)
         W = torch.stack([h.weight for h in self.heads]) + self.last_value_map  # (E, H·K, F + D + 1)
         b = torch.stack([h.bias for h in self.heads])  # (E, H·K)
         y = torch.einsum("...ei,eoi->...eo", z, W) + b  # (..., E, H·K)
+        if y.dim() == 3:  # a step
+            return y.view(-1, E, c.horizon, c.n_targets)
         return y.unflatten(-1, (c.horizon, c.n_targets))
 
     # -- parallel --------------------------------------------------------------------------------

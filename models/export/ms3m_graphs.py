@@ -7,6 +7,11 @@
 - gate.onnx — gate and heads: (x, ema, features (B, E, F), phases (B, E), objective (B, 5), active (B, E))
   → (y (B, H, K), gate (B, E), contributions (B, E, H, K), ema_out, logits (B, E)). `active` is float
   (1 = active); logits are the gate's objective-conditioned preferences before top-k and masking.
+- fused.onnx — the experts that step on every sample (scale 1) and the gate in one graph, for the steps where
+  all of them are active in every cell: (x, ema, slow_features (B, E_s, F) the other experts' held features,
+  phases (B, E), objective, active, state_e<i>_<name>…) → (y, gate, contributions, ema_out, logits, features (B, E_f, F),
+  state_e<i>_<name>_out…). The slower experts still run in their own graphs, only when due. One call instead
+  of 1 + E_f saves the per-call and per-graph overhead that dominates small batches (README, "Serving MS³M").
 """
 
 from __future__ import annotations
@@ -43,6 +48,46 @@ class GateGraph(nn.Module):
     def forward(self, x, ema, features, phases, objective, active) -> tuple[Tensor, ...]:
         y, w, logits, contrib, ema_out = self.model.combine(x, ema, features, phases, objective, active > 0.5)
         return y, w, contrib, ema_out, logits
+
+
+class FusedGraph(nn.Module):
+    """Scale-1 experts `fast` stepped on x, the others' held features passed in, then the gate."""
+
+    def __init__(self, model: MS3M, fast: list[int]):
+        super().__init__()
+        self.model, self.fast = model, fast
+        self.sizes = [len(model.experts[e].net.state_spec()) for e in fast]
+        # the features in expert order as pieces: ("fast", k) or ("slow", j0, j1), a run of held features
+        self.pieces: list[tuple[Any, ...]] = []
+        j = 0
+        for e in range(model.n_experts):
+            if e in fast:
+                self.pieces.append(("fast", fast.index(e)))
+            elif self.pieces and self.pieces[-1][0] == "slow":
+                self.pieces[-1] = ("slow", self.pieces[-1][1], j + 1)
+                j += 1
+            else:
+                self.pieces.append(("slow", j, j + 1))
+                j += 1
+
+    def forward(self, x, ema, slow_features, phases, objective, active, *fast_state) -> tuple[Tensor, ...]:
+        fast_feats: list[Tensor] = []
+        new_states: list[Tensor] = []
+        pos = 0
+        for e, n in zip(self.fast, self.sizes):
+            f, new = self.model.experts[e].net.step(x, tuple(fast_state[pos : pos + n]))  # f (B, 1, F)
+            pos += n
+            fast_feats.append(f)
+            new_states.extend(new)
+        feats = torch.cat([fast_feats[p[1]] if p[0] == "fast" else slow_features[:, p[1] : p[2]]
+                           for p in self.pieces], 1)  # (B, E, F); slices and one concat, no per-expert gathers
+        y, w, logits, contrib, ema_out = self.model.combine(x, ema, feats, phases, objective, active > 0.5)
+        return (y, w, contrib, ema_out, logits, torch.cat(fast_feats, 1), *new_states)
+
+
+def fused_state_names(model: MS3M, fast: list[int]) -> list[str]:
+    """Input names of the fused graph's expert states, in order: state_e<i>_<name>."""
+    return [f"state_e{e}_{f.name}" for e in fast for f in model.experts[e].net.state_spec()]
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
@@ -85,8 +130,21 @@ def export_ms3m_graphs(model: MS3M, out_dir: Path, add_file) -> dict[str, Any]:
             torch.ones(B, E))
     _export(GateGraph(model), args, out_dir / "gate.onnx", GATE_INPUTS, GATE_OUTPUTS)
     add_file("gate", "gate.onnx")
+    fast = [i for i, e in enumerate(model.experts) if e.scale == 1]
+    fused = None
+    if fast and len(fast) < E:  # with no slower expert the monolithic step graph is the fused graph
+        names = fused_state_names(model, fast)
+        f_in = ["x", "ema", "slow_features", "phases", "objective", "active", *names]
+        f_out = ["y", "gate", "contributions", "ema_out", "logits", "features", *[f"{n}_out" for n in names]]
+        states = [s for e in fast for s in model.experts[e].net.init_state(B, dtype=torch.float32)]
+        slow = E - len(fast)
+        _export(FusedGraph(model, fast), (*args[:2], torch.randn(B, slow, F), *args[3:], *states),
+                out_dir / "fused.onnx", f_in, f_out)
+        record_state_inputs(out_dir / "fused.onnx", names)
+        add_file("fused", "fused.onnx")
+        fused = {"experts": fast, "inputs": f_in, "outputs": f_out, "opset": ONNX_OPSET}
     gate = {"inputs": GATE_INPUTS, "outputs": GATE_OUTPUTS, "opset": ONNX_OPSET, "ema_rates": list(EMA_RATES),
             "d_feature": F, "objectives": list(OBJECTIVES), "min_weight": c.min_weight,
             "decay_time_samples": [model.decay_time_samples(i) for i in range(E)],
-            "relative_costs": model.relative_costs().tolist()}
+            "relative_costs": model.relative_costs().tolist(), "fused": fused}
     return {"experts": experts, "gate": gate}

@@ -146,9 +146,9 @@ class LRURecurrence(nn.Module):
         flip swaps (re, im), so x ⊙ (λr, λr) + flip(x) ⊙ (−λi, λi) is the complex product λ·x."""
         lam_re, lam_im = self.lam()
         W_in, W_out = self.io_matrices()
-        bu = (u_t @ W_in).unflatten(-1, (self.N, 2))  # (B, N, 2)
+        bu = (u_t @ W_in).view(-1, self.N, 2)  # (B, N, 2); constant shapes keep the exported graph lean
         new = state * stack_pair(lam_re, lam_re) + state.flip(-1) * stack_pair(-lam_im, lam_im) + bu
-        y = new.flatten(-2) @ W_out + self.D * u_t  # (B, H)
+        y = new.view(-1, 2 * self.N) @ W_out + self.D * u_t  # (B, H)
         return y, new
 
 

@@ -189,7 +189,9 @@ class MambaLayer(SequenceLayer):
     def step(self, u_t: Tensor, state: State) -> tuple[Tensor, State]:
         """u_t (B, D), state → y_t (B, D), new state. Pure, real, no data-dependent control flow."""
         conv_state, h = state  # (B, d_conv−1, E), (B, N, E)
-        x, z = self.in_proj(u_t).chunk(2, dim=-1)  # (B, E) each
+        xz = self.in_proj(u_t)  # (B, 2E)
+        x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # (B, E) each; constant slices (chunk exports as
+        # shape arithmetic)
         window = torch.cat([conv_state, x.unsqueeze(1)], dim=1)  # (B, d_conv, E), oldest first
         x = (window * self.conv1d.weight[:, 0].t()).sum(1)  # (B, E)
         if self.conv1d.bias is not None:

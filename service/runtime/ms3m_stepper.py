@@ -2,7 +2,9 @@
 
 Runs an MS³M bundle the way the router wants it: per expert, only the cells where the expert is active
 and due for an update (every `scale` samples) go through that expert's step graph; pooling (acc += x)
-and holding are done here in numpy; then the gate graph combines the held features. The state layout
+and holding are done here in numpy; then the gate graph combines the held features. Where the bundle has a
+fused graph (the scale-1 experts and the gate in one graph) and all of its experts are active in every cell of
+the step, that one call replaces theirs and the gate's. The state layout
 is the monolithic model's (gate.ema, then per expert: phase, acc, feature, network state), so one state
 table and one snapshot format serve both paths, and results equal `MS3M.step_detailed` (tested).
 """
@@ -27,14 +29,25 @@ class StepDetails:
     contributions: np.ndarray  # (B, E, H, K)
     logits: np.ndarray  # (B, E) gate preferences before top-k and masking
     expert_runs: np.ndarray  # (E,) cells each expert's graph ran for in this step
-    expert_seconds: np.ndarray  # (E,) wall time spent in each expert's graph in this step
+    expert_seconds: np.ndarray  # (E,) wall time spent in each expert's graph in this step (a fused call's time,
+    # gate included, split evenly among its experts)
     changed: np.ndarray | None = None  # (n_state,) bool: state tensors this step changed
+    fused: bool = False  # the step ran the fused graph (scale-1 experts + gate in one call)
+
+
+def _stack(features: list[np.ndarray]) -> np.ndarray:
+    """E arrays (B, F) → (B, E, F): one concatenate along the feature axis is that layout (np.stack costs
+    several times more in Python at small batches)."""
+    B, F = features[0].shape
+    return np.concatenate(features, 1).reshape(B, len(features), F)
 
 
 class MS3MStepper:
     kind = "onnxruntime-experts"
 
-    def __init__(self, bundle: Bundle, threads: int | None = None):
+    def __init__(self, bundle: Bundle, threads: int | None = None, use_fused: bool = True):
+        """use_fused: run the bundle's fused graph where it applies (False: per-expert graphs and the gate
+        only, the comparison `ms3m bench step` prints)."""
         m = bundle.manifest
         if not m.experts or m.gate is None:
             raise ValueError(f"bundle {bundle.root} is not an MS³M bundle with expert graphs")
@@ -56,6 +69,20 @@ class MS3MStepper:
             self.slices.append(slice(i, i + 3 + n))
             i += 3 + n
         self.n_state = i
+        fused = m.gate.get("fused")
+        self._fused, self.fused_experts = None, []
+        if fused:
+            self._fused = ort.InferenceSession(str(bundle.path("fused")), ort_session_options(threads),
+                                               providers=["CPUExecutionProvider"])
+            self.fused_experts = [int(e) for e in fused["experts"]]
+            taken = {i.name for i in self._fused.get_inputs()}
+            names = iter(fused["inputs"][6:])  # state_e<i>_<name>, in expert then state order
+            # (position in the flat state, input name) of the fused experts' network states the graph reads
+            self._fused_feed = [(pos, name) for e in self.fused_experts
+                                for pos in range(self.slices[e].start + 3, self.slices[e].stop)
+                                if (name := next(names)) in taken]
+        self._slow = [e for e in range(len(self.experts)) if e not in self.fused_experts]
+        self.use_fused = use_fused
 
     @property
     def n_experts(self) -> int:
@@ -75,35 +102,44 @@ class MS3MStepper:
             objective = objective_array("balanced", 1.0, B)
         if active is None:
             active = np.ones((B, self.n_experts), bool)
-        if not active.any(1).all():
-            raise ValueError("every cell needs at least one active expert")
-        new_state: list[np.ndarray | None] = [None] * self.n_state  # None: unchanged, not read
+        col_all = active.all(0).tolist()  # per expert: active in every cell
+        if not all(col_all):
+            if not active.any(1).all():
+                raise ValueError("every cell needs at least one active expert")
+            col_any = active.any(0).tolist()
+        else:
+            col_any = col_all
+        plain = not isinstance(state, LazyRows)  # a plain list: hand back a complete state
+        new_state: list[np.ndarray | None] = list(state) if plain else [None] * self.n_state  # None: not read
         changed = np.zeros(self.n_state, bool)
         changed[0] = True  # the gate's EMA context
         feats, phases = [], []
         runs = np.zeros(self.n_experts, np.int64)
         seconds = np.zeros(self.n_experts)
-        col_all, col_any = active.all(0).tolist(), active.any(0).tolist()  # per expert: active in all / some cells
-        everyone = np.arange(B)
-        for e, (rt, s, sl) in enumerate(zip(self.experts, self.scales, self.slices)):
+        fused = self.use_fused and self._fused is not None and all(col_all[e] for e in self.fused_experts)
+        for e in self._slow if fused else range(self.n_experts):
+            rt, s, sl = self.experts[e], self.scales[e], self.slices[e]
             phase, feat = state[sl.start], state[sl.start + 2]
             if s == 1:  # no pooling: the expert runs on x whenever active; acc and phase stay 0
                 inputs = x
-                run = everyone if col_all[e] else np.flatnonzero(active[:, e])
+                run = None if col_all[e] else active[:, e].nonzero()[0]  # None: every cell
             else:
                 inputs = state[sl.start + 1] + x
                 due = phase[:, 0] >= s - 1.5  # the s-th sample of the pooling window
-                run = np.flatnonzero(due & active[:, e] if not col_all[e] else due)
-            if run.size:
+                if not col_all[e]:
+                    due &= active[:, e]
+                n_due = np.count_nonzero(due)
+                run = None if n_due == B else due.nonzero()[0] if n_due else ()
+            n_run = B if run is None else len(run)
+            if n_run:
                 net = state[sl.start + 3 : sl.stop]  # read only when the expert runs
-                every = run.size == B
                 t0 = time.perf_counter()
-                pooled = inputs if every else inputs[run]
+                pooled = inputs if run is None else inputs[run]
                 pooled = pooled / np.float32(s) if s > 1 else pooled
-                f, new_net = rt.run(pooled, net if every else [n[run] for n in net])
+                f, new_net = rt.run(pooled, net if run is None else [n[run] for n in net])
                 seconds[e] = time.perf_counter() - t0
-                runs[e] = run.size
-                if every:
+                runs[e] = n_run
+                if run is None:
                     feat, net = f, list(new_net)
                 else:  # the gathered rows are ours to update
                     feat[run] = f
@@ -119,19 +155,40 @@ class MS3MStepper:
                     act = active[:, e, None]
                     acc_out = np.where(act, inputs, state[sl.start + 1])
                     phase_out = np.where(act, phase + np.float32(1), phase)
-                acc_out[run] = 0
-                phase_out[run] = 0
+                if n_run:
+                    acc_out[run if run is not None else slice(None)] = 0
+                    phase_out[run if run is not None else slice(None)] = 0
                 new_state[sl.start], new_state[sl.start + 1] = phase_out, acc_out
                 changed[sl.start : sl.start + 2] = True
+                phases.append(phase_out)
+            else:
+                phases.append(phase)
             feats.append(feat)
-            phases.append((new_state[sl.start] if changed[sl.start] else phase)[:, 0])
-        if not isinstance(state, LazyRows):  # a plain list: hand back a complete state
-            new_state = [n if c else old for n, c, old in zip(new_state, changed, state)]
-        y, w, contrib, ema, logits = self._gate.run(None, {
-            "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
-            "objective": objective.astype(np.float32, copy=False), "active": active.astype(np.float32)})
+        objective, act = objective.astype(np.float32, copy=False), active.astype(np.float32)
+        if fused:
+            t0 = time.perf_counter()
+            for e in self.fused_experts:  # their phases stay 0
+                phases.insert(e, state[self.slices[e].start])
+            feeds = {"x": x, "ema": state[0], "slow_features": _stack(feats), "phases": np.concatenate(phases, 1),
+                     "objective": objective, "active": act}
+            for pos, name in self._fused_feed:
+                feeds[name] = state[pos]
+            y, w, contrib, ema, logits, fast_feats, *nets = self._fused.run(None, feeds)
+            dt = (time.perf_counter() - t0) / len(self.fused_experts)
+            it = iter(nets)
+            for k, e in enumerate(self.fused_experts):
+                sl = self.slices[e]
+                new_state[sl.start + 2] = fast_feats[:, k]
+                for pos in range(sl.start + 3, sl.stop):
+                    new_state[pos] = next(it)
+                changed[sl.start + 2 : sl.stop] = True
+                runs[e], seconds[e] = B, dt
+        else:
+            y, w, contrib, ema, logits = self._gate.run(None, {
+                "x": x, "ema": state[0], "features": _stack(feats), "phases": np.concatenate(phases, 1),
+                "objective": objective, "active": act})
         new_state[0] = ema
-        return y, new_state, StepDetails(w, contrib, logits, runs, seconds, changed)
+        return y, new_state, StepDetails(w, contrib, logits, runs, seconds, changed, fused)
 
     def warm(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:
         """State of `expert` for B cells from their recent normalized inputs windows[i] (W_i, D), oldest

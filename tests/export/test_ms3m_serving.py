@@ -29,11 +29,11 @@ def test_expert_graphs_and_gate_match_torch_over_a_stream_with_masks(served):
     rng = np.random.default_rng(0)
     state_t = model.init_state(B)
     state_n = [s.numpy() for s in state_t]
-    worst = 0.0
+    worst, fused = 0.0, 0
     for t in range(steps):
         x = rng.standard_normal((B, 3), dtype=np.float32)
         active = rng.random((B, 4)) < 0.7
-        active[:, 0] |= ~active.any(1)
+        active[:, 0] |= ~active.any(1) | (t % 2 == 0)  # every other step the scale-1 expert is on everywhere
         obj_name = ["accuracy", "energy", "balanced", "latency"][t % 4]
         with torch.inference_mode():
             out = model.step_detailed(torch.from_numpy(x), state_t, objective_vector(obj_name, 0.75, B),
@@ -42,7 +42,9 @@ def test_expert_graphs_and_gate_match_torch_over_a_stream_with_masks(served):
         y, state_n, details = stepper.run(x, state_n, objective_array(obj_name, 0.75, B), active)
         worst = max(worst, float(np.abs(y - out.y.numpy()).max() / max(np.abs(out.y.numpy()).max(), 1e-6)))
         np.testing.assert_allclose(details.gate, out.gate.numpy(), atol=1e-5)
+        fused += details.fused
     assert worst <= 1e-4
+    assert 0 < fused < steps  # both the fused graph and the per-expert graphs were checked
     for a, b in zip(state_n, state_t):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-5)
 
@@ -80,11 +82,12 @@ def test_optimized_run_equals_the_reference_path_over_a_stream_with_masks(served
     rng = np.random.default_rng(3)
     state_ref = [s.numpy().copy() for s in model.init_state(B)]
     state_new = [a.copy() for a in state_ref]
-    unchanged = 0
+    unchanged, fused = 0, 0
     for t in range(steps):
         x = rng.standard_normal((B, 3), dtype=np.float32)
         active = rng.random((B, 4)) < 0.6
         active[:, t % 4] |= ~active.any(1)
+        active[:, 0] |= t % 3 == 0  # the fused graph's steps
         obj = objective_array(["accuracy", "energy", "balanced", "latency"][t % 4], 0.5 + 0.5 * (t % 2), B)
         y_ref, state_ref, w_ref = reference_run(stepper, x, state_ref, obj, active)
         passed = [a.copy() for a in state_new]
@@ -94,4 +97,6 @@ def test_optimized_run_equals_the_reference_path_over_a_stream_with_masks(served
         for i, (a, b) in enumerate(zip(state_new, state_ref)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"state tensor {i} at step {t}")
         unchanged += int((~details.changed).sum())
+        fused += details.fused
+    assert 0 < fused < steps
     assert unchanged > 0  # slow experts between their updates are reported unchanged (not written back)
