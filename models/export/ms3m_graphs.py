@@ -4,14 +4,16 @@
   (x (B, D), state_<name>…) → (feature (B, F), state_<name>_out…). The pooling (acc += x, every s-th
   sample feed acc / s) and holding are bookkeeping the service does itself, so an expert's graph runs
   only for the cells where that expert is active and due for an update.
-- gate.onnx — gate and heads: (x, ema, features (B, E, F), phases (B, E), objective (B, 5), active (B, E))
-  → (y (B, H, K), gate (B, E), contributions (B, E, H, K), ema_out, logits (B, E)). `active` is float
-  (1 = active); logits are the gate's objective-conditioned preferences before top-k and masking.
+- gate.onnx — gate and heads, expert-major (MS3M.combine): (x, ema, features (E, B, F), phases (B, E),
+  objective (B, 5), active (B, E)) → (y (B, H, K), gate (B, E), contributions (E, B, H, K), ema_out,
+  logits (B, E)). `active` is float (1 = active); logits are the gate's objective-conditioned preferences
+  before top-k and masking.
 - fused.onnx — the experts that step on every sample (scale 1) and the gate in one graph, for the steps where
-  all of them are active in every cell: (x, ema, slow_features (B, E_s, F) the other experts' held features,
-  phases (B, E), objective, active, state_e<i>_<name>…) → (y, gate, contributions, ema_out, logits, features (B, E_f, F),
-  state_e<i>_<name>_out…). The slower experts still run in their own graphs, only when due. One call instead
-  of 1 + E_f saves the per-call and per-graph overhead that dominates small batches (README, "Serving MS³M").
+  all of them are active in every cell: (x, ema, slow_features (E_s, B, F) the other experts' held features,
+  phases (B, E), objective, active, state_e<i>_<name>…) → (y, gate, contributions, ema_out, logits,
+  features (E_f, B, F), state_e<i>_<name>_out…). The slower experts still run in their own graphs, only when
+  due. One call instead of 1 + E_f saves the per-call overhead that dominates small batches (README,
+  "Serving MS³M").
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from models.ms3m import EMA_RATES, MS3M, OBJECTIVES
 
 GATE_INPUTS = ["x", "ema", "features", "phases", "objective", "active"]
 GATE_OUTPUTS = ["y", "gate", "contributions", "ema_out", "logits"]
+EXPERT_MAJOR = {"features": 1, "slow_features": 1, "contributions": 1}  # the batch axis where it is not the first
 
 
 class ExpertStepGraph(nn.Module):
@@ -77,12 +80,12 @@ class FusedGraph(nn.Module):
         for e, n in zip(self.fast, self.sizes):
             f, new = self.model.experts[e].net.step(x, tuple(fast_state[pos : pos + n]))  # f (B, 1, F)
             pos += n
-            fast_feats.append(f)
+            fast_feats.append(f.view(1, -1, self.model.config.d_feature))  # (1, B, F): the memory of (B, 1, F)
             new_states.extend(new)
-        feats = torch.cat([fast_feats[p[1]] if p[0] == "fast" else slow_features[:, p[1] : p[2]]
-                           for p in self.pieces], 1)  # (B, E, F); slices and one concat, no per-expert gathers
+        feats = torch.cat([fast_feats[p[1]] if p[0] == "fast" else slow_features[p[1] : p[2]]
+                           for p in self.pieces])  # (E, B, F); slices and one concat, no per-expert gathers
         y, w, logits, contrib, ema_out = self.model.combine(x, ema, feats, phases, objective, active > 0.5)
-        return (y, w, contrib, ema_out, logits, torch.cat(fast_feats, 1), *new_states)
+        return (y, w, contrib, ema_out, logits, torch.cat(fast_feats), *new_states)
 
 
 def fused_state_names(model: MS3M, fast: list[int]) -> list[str]:
@@ -94,7 +97,8 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes={n: {0: "batch"} for n in inputs + outputs}, opset_version=ONNX_OPSET,
+                          dynamic_axes={n: {EXPERT_MAJOR.get(n, 0): "batch"} for n in inputs + outputs},
+                          opset_version=ONNX_OPSET,
                           do_constant_folding=True, dynamo=False)
     if onnx_has_complex(path):
         raise RuntimeError(f"{path}: exported graph contains complex tensors")
@@ -125,7 +129,7 @@ def export_ms3m_graphs(model: MS3M, out_dir: Path, add_file) -> dict[str, Any]:
                         "state": [{"name": f.name, "shape": list(f.shape)} for f in spec],
                         "graph": {"inputs": g_in, "outputs": g_out, "opset": ONNX_OPSET},
                         "files": entry_files, "cost_us": costs[i] if c.costs is not None else None})
-    args = (torch.randn(B, D), torch.zeros(B, len(EMA_RATES), D), torch.randn(B, E, F), torch.zeros(B, E),
+    args = (torch.randn(B, D), torch.zeros(B, len(EMA_RATES), D), torch.randn(E, B, F), torch.zeros(B, E),
             torch.zeros(B, len(OBJECTIVES) + 1).index_fill_(1, torch.tensor([3, len(OBJECTIVES)]), 1.0),
             torch.ones(B, E))
     _export(GateGraph(model), args, out_dir / "gate.onnx", GATE_INPUTS, GATE_OUTPUTS)
@@ -138,7 +142,7 @@ def export_ms3m_graphs(model: MS3M, out_dir: Path, add_file) -> dict[str, Any]:
         f_out = ["y", "gate", "contributions", "ema_out", "logits", "features", *[f"{n}_out" for n in names]]
         states = [s for e in fast for s in model.experts[e].net.init_state(B, dtype=torch.float32)]
         slow = E - len(fast)
-        _export(FusedGraph(model, fast), (*args[:2], torch.randn(B, slow, F), *args[3:], *states),
+        _export(FusedGraph(model, fast), (*args[:2], torch.randn(slow, B, F), *args[3:], *states),
                 out_dir / "fused.onnx", f_in, f_out)
         record_state_inputs(out_dir / "fused.onnx", names)
         add_file("fused", "fused.onnx")

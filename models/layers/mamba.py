@@ -161,10 +161,12 @@ class MambaLayer(SequenceLayer):
         p = torch.exp(-torch.exp(self.A_log) * F.softplus(self.dt_proj.bias).unsqueeze(-1))
         return torch.complex(p, torch.zeros_like(p))
 
-    def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Conv output x (..., E) → Δ (..., E), B (..., N), C (..., N)."""
+    def _ssm_inputs(self, x: Tensor, step: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Conv output x (..., E) → Δ (..., E), B (..., N), C (..., N). step: Δ's softplus written as
+        relu(v) + log(1 + exp(−|v|)), the same function, which onnxruntime runs ~4× faster than its Softplus."""
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        return F.softplus(self.dt_proj(dt)), B, C
+        v = self.dt_proj(dt)
+        return (torch.relu(v) + torch.log(1 + torch.exp(-v.abs())) if step else F.softplus(v)), B, C
 
     def forward(self, u: Tensor, state: State | None = None, return_state: bool = False) -> tuple[Tensor, State | None]:
         """u (B, L, D), state (conv (B, d_conv−1, E), ssm (B, N, E)) or None (zero) → y (B, L, D), final state."""
@@ -197,7 +199,7 @@ class MambaLayer(SequenceLayer):
         if self.conv1d.bias is not None:
             x = x + self.conv1d.bias
         x = F.silu(x)
-        delta, B, C = self._ssm_inputs(x)  # (B, E), (B, N), (B, N)
+        delta, B, C = self._ssm_inputs(x, step=True)  # (B, E), (B, N), (B, N)
         A = -torch.exp(self.A_log).t()  # (N, E)
         # h_n,e ← exp(Δ_e A_n,e) h_n,e + B_n Δ_e x_e: the outer product as a (N, 1) @ (1, E) matmul per cell
         h = torch.exp(delta.unsqueeze(1) * A) * h + B.unsqueeze(-1) @ (delta * x).unsqueeze(1)  # (B, N, E)

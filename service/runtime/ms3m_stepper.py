@@ -36,10 +36,10 @@ class StepDetails:
 
 
 def _stack(features: list[np.ndarray]) -> np.ndarray:
-    """E arrays (B, F) → (B, E, F): one concatenate along the feature axis is that layout (np.stack costs
-    several times more in Python at small batches)."""
+    """E arrays (B, F) → (E, B, F), the graphs' expert-major layout (one concatenate: np.stack costs several
+    times more in Python at small batches)."""
     B, F = features[0].shape
-    return np.concatenate(features, 1).reshape(B, len(features), F)
+    return np.concatenate(features).reshape(len(features), B, F)
 
 
 class MS3MStepper:
@@ -178,7 +178,7 @@ class MS3MStepper:
             it = iter(nets)
             for k, e in enumerate(self.fused_experts):
                 sl = self.slices[e]
-                new_state[sl.start + 2] = fast_feats[:, k]
+                new_state[sl.start + 2] = fast_feats[k]
                 for pos in range(sl.start + 3, sl.stop):
                     new_state[pos] = next(it)
                 changed[sl.start + 2 : sl.stop] = True
@@ -188,6 +188,7 @@ class MS3MStepper:
                 "x": x, "ema": state[0], "features": _stack(feats), "phases": np.concatenate(phases, 1),
                 "objective": objective, "active": act})
         new_state[0] = ema
+        contrib = contrib.transpose(1, 0, 2, 3)  # (B, E, H, K), a view of the graph's expert-major output
         return y, new_state, StepDetails(w, contrib, logits, runs, seconds, changed, fused)
 
     def warm(self, expert: int, windows: list[np.ndarray], clock: np.ndarray) -> list[np.ndarray]:

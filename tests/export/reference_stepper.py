@@ -42,7 +42,7 @@ def reference_run(stepper: MS3MStepper, x: np.ndarray, state: Sequence[np.ndarra
         feats.append(feat_out)
         phases.append(phase_out[:, 0])
     y, w, _, ema, _ = stepper._gate.run(None, {
-        "x": x, "ema": state[0], "features": np.stack(feats, 1), "phases": np.stack(phases, 1),
+        "x": x, "ema": state[0], "features": np.stack(feats), "phases": np.stack(phases, 1),
         "objective": objective.astype(np.float32), "active": active.astype(np.float32)})
     new_state[0] = ema
     return y, new_state, w
