@@ -16,6 +16,10 @@ from service.metrics import Metrics
 
 log = logging.getLogger("ms3m.persistence")
 
+# Cells per snapshot write. A snapshot of every cell at once paused the step engine and the event loop long enough
+# to dominate the p99 latency with large states (MS³M: 14 KB per cell); in chunks, each pause is short.
+SNAPSHOT_CELLS = 100
+
 
 class StatePersistence:
     """Snapshot and restore of every host's per-cell state through `buffer`; jobs run in the engine's thread."""
@@ -91,15 +95,19 @@ class StatePersistence:
         buffer outage the cells stay dirty for the next snapshot."""
         total = 0
         for host in self.hosts:
-            records = await asyncio.wrap_future(self.engine.call(host.snapshot_dirty))
-            if not records:
-                continue
-            try:
-                await self.buffer.save_snapshots(host.name, records)
-                total += len(records)
-            except BufferUnavailable:
-                self.metrics.redis_errors.labels("snapshot").inc()
-                await asyncio.wrap_future(self.engine.call(lambda h=host, r=records: h.mark_dirty(list(r))))
+            start: int | None = 0
+            while start is not None:  # chunks of SNAPSHOT_CELLS, each slot visited once per snapshot
+                records, start = await asyncio.wrap_future(
+                    self.engine.call(lambda h=host, s=start: h.snapshot_chunk(s, SNAPSHOT_CELLS)))
+                if not records:
+                    continue
+                try:
+                    await self.buffer.save_snapshots(host.name, records)
+                    total += len(records)
+                except BufferUnavailable:
+                    self.metrics.redis_errors.labels("snapshot").inc()
+                    await asyncio.wrap_future(self.engine.call(lambda h=host, r=records: h.mark_dirty(list(r))))
+                    break  # the rest stays dirty for the next snapshot
         self.metrics.snapshots.inc(total)
         return total
 

@@ -327,14 +327,22 @@ class ModelHost:
         return (y[0] * self.t_std + self.t_mean).astype(np.float32)
 
     # -- snapshots -----------------------------------------------------------------------------------
-    def snapshot_dirty(self, limit: int | None = None) -> dict[str, tuple[int, bytes]]:
-        """Packed states of cells changed since the last snapshot (series → (last sample ts, bytes))."""
-        slots = np.flatnonzero(self.dirty[: self._cap])
-        if limit is not None:
+    def snapshot_dirty(self, limit: int | None = None, start: int = 0) -> dict[str, tuple[int, bytes]]:
+        """Packed states of cells changed since the last snapshot (series → (last sample ts, bytes)): the first
+        `limit` (None: all) dirty slots from slot `start` on; they are marked clean."""
+        return self.snapshot_chunk(start, limit)[0]
+
+    def snapshot_chunk(self, start: int, limit: int | None) -> tuple[dict[str, tuple[int, bytes]], int | None]:
+        """snapshot_dirty's records and the slot to continue from (None: no dirty slot after these), so a
+        snapshot in chunks visits every slot once even while cells keep changing."""
+        slots = np.flatnonzero(self.dirty[start : self._cap]) + start
+        more = limit is not None and len(slots) > limit
+        if more:
             slots = slots[:limit]
         records = self.table.pack_slots(slots)
         self.dirty[slots] = False
-        return {self.table.cell_of(s): (int(self.last_ts[s]), rec) for s, rec in zip(slots.tolist(), records)}
+        out = {self.table.cell_of(s): (int(self.last_ts[s]), rec) for s, rec in zip(slots.tolist(), records)}
+        return out, int(slots[-1]) + 1 if more else None
 
     def restore(self, records: dict[str, tuple[int, bytes]], now_ms: int = 0) -> int:
         """Load snapshots; returns how many were usable (a record of another state layout is skipped)."""
