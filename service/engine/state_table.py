@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from service.runtime.rows import take_rows
+
 _MAGIC = b"MS3S"
 _HEADER = struct.Struct("<4sBII")  # magic, version, number of float32 values, identity of the model (crc32)
 _VERSION = 2
@@ -153,12 +155,13 @@ class StateTable:
         self._free.append(s)
 
     # -- batched access ------------------------------------------------------------------------
-    def gather(self, slots: np.ndarray) -> list[np.ndarray]:
-        """Copies of the states at `slots`: one (n, *shape) array per state tensor."""
-        return [np.take(a, slots, axis=0) for a in self.arrays]
+    def gather(self, slots: np.ndarray | slice) -> list[np.ndarray]:
+        """Copies of the states at `slots` (or their row_index): one (n, *shape) array per state tensor."""
+        return [take_rows(a, slots) for a in self.arrays]
 
-    def scatter(self, slots: np.ndarray, states: Sequence[np.ndarray | None]) -> None:
-        """Write (n, *shape) states back to `slots` (slots must be distinct); None leaves a tensor as it is."""
+    def scatter(self, slots: np.ndarray | slice, states: Sequence[np.ndarray | None]) -> None:
+        """Write (n, *shape) states back to `slots` (distinct, or their row_index); None leaves a tensor as it
+        is."""
         for a, s in zip(self.arrays, states):
             if s is not None:
                 a[slots] = s

@@ -7,11 +7,26 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class LazyRows(Sequence):
-    """Rows `slots` of each of `arrays`, gathered on first access and kept: a step reads only the state tensors
-    it needs (an MS³M expert that is not due this step never has its network state gathered)."""
+def row_index(slots: np.ndarray) -> np.ndarray | slice:
+    """`slots` (distinct) as a slice when they are one ascending run, the usual case of a sub-step over every
+    cell: reads and writes are then block copies instead of gathers. Else `slots` itself."""
+    n = len(slots)
+    if n and int(slots[-1]) - int(slots[0]) == n - 1 and (n < 2 or bool((slots[1:] > slots[:-1]).all())):
+        return slice(int(slots[0]), int(slots[0]) + n)
+    return slots
 
-    def __init__(self, arrays: Sequence[np.ndarray], slots: np.ndarray):
+
+def take_rows(a: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
+    """A copy of rows `index` (row_index) of `a`."""
+    return a[index].copy() if isinstance(index, slice) else np.take(a, index, axis=0)
+
+
+class LazyRows(Sequence):
+    """Rows `slots` (an index array or row_index's slice) of each of `arrays`, gathered on first access and
+    kept: a step reads only the state tensors it needs (an MS³M expert that is not due this step never has its
+    network state gathered)."""
+
+    def __init__(self, arrays: Sequence[np.ndarray], slots: np.ndarray | slice):
         self._arrays, self._slots = arrays, slots
         self._got: dict[int, np.ndarray] = {}
 
@@ -24,5 +39,5 @@ class LazyRows(Sequence):
         i = i + len(self) if i < 0 else i
         got = self._got.get(i)
         if got is None:
-            got = self._got[i] = np.take(self._arrays[i], self._slots, axis=0)
+            got = self._got[i] = take_rows(self._arrays[i], self._slots)
         return got

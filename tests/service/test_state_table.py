@@ -73,3 +73,34 @@ def test_records_of_another_model_identity_are_refused():
         StateTable(SPEC, identity=b"model v2").unpack(rec)  # same layout, other version: not loaded
     StateTable(SPEC).unpack(rec)  # a reader without an identity accepts any
     assert a.pack_slots(np.array([0]))[0] == rec
+
+
+def test_a_run_of_slots_reads_and_writes_as_a_block_and_equals_the_gather():
+    from service.runtime.rows import row_index
+
+    assert row_index(np.array([3, 4, 5, 6])) == slice(3, 7)
+    for scattered in ([3, 5, 6], [4, 3, 5], [2]):  # a gap, a permuted run, one slot
+        idx = row_index(np.array(scattered))
+        assert isinstance(idx, slice) == (len(scattered) == 1)
+    t = StateTable(SPEC, capacity=8)
+    slots = t.slots_for([f"c{i}" for i in range(6)], now_ms=0)
+    rng = np.random.default_rng(1)
+    t.scatter(slots, [rng.standard_normal((6, *shape)).astype(np.float32) for _, shape in SPEC])
+    run = slots[1:5]
+    block, fancy = t.gather(row_index(run)), t.gather(run)
+    for a, b in zip(block, fancy):
+        np.testing.assert_array_equal(a, b)
+    block[0][:] = 7.0  # a copy, not a view of the table
+    assert not (t.gather(run)[0] == 7.0).any()
+    t.scatter(row_index(run), block)
+    np.testing.assert_array_equal(t.gather(run)[0], block[0])
+
+
+def test_finite_rows_finds_nan_and_both_infinities():
+    from service.engine.host import finite_rows
+
+    a = np.zeros((5, 3, 4), np.float32)
+    a[1, 2, 3], a[2, 0, 0], a[3, 1, 1] = np.nan, np.inf, -np.inf
+    a[4] = 1e30  # large but finite
+    assert finite_rows(a).tolist() == [True, False, False, False, True]
+    assert finite_rows(a[:, :, 1:]).tolist() == [True, False, True, False, True]  # non-contiguous view
