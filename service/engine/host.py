@@ -20,7 +20,7 @@ from service.engine.state_table import StateTable, TableFullError
 from service.runtime.backends import create_runtime
 from service.runtime.bundle import Bundle
 from service.runtime.ms3m_stepper import MS3MStepper
-from service.runtime.rows import LazyRows, row_index, take_rows
+from service.runtime.rows import LazyRows, RowUpdate, row_index, take_rows
 
 DEFAULT_OBJECTIVE = objective_array("balanced", 1.0)[0]
 
@@ -54,6 +54,16 @@ def concat_results(parts: list[StepResult], applied: np.ndarray) -> StepResult |
     secs = None if parts[0].expert_seconds is None else np.sum([p.expert_seconds for p in parts], 0)
     return StepResult(cat("slots"), cat("timestamp_ms"), cat("point"), cat("lower"), cat("upper"), cat("actual"),
                       cat("outside"), cat("gate"), cat("logits"), cat("expert_forecasts"), runs, secs, applied)
+
+
+def _keep_rows(st, keep: np.ndarray, applied: np.ndarray, renumber: np.ndarray):
+    """A step's new state tensor restricted to the applied rows (`keep`, their batch positions)."""
+    if st is None:
+        return None
+    if isinstance(st, RowUpdate):
+        ok = applied[st.rows]
+        return RowUpdate(renumber[st.rows[ok]], st.values[ok])
+    return st[keep]
 
 
 def finite_rows(a: np.ndarray) -> np.ndarray:
@@ -203,14 +213,17 @@ class ModelHost:
             point = (y * self.t_std + self.t_mean).astype(np.float32)
         applied = np.isfinite(point).reshape(len(slots), -1).all(1)
         for i, st in enumerate(new_states):
-            if st is not None and (changed is None or changed[i]):
+            if isinstance(st, RowUpdate):
+                applied[st.rows[~finite_rows(st.values)]] = False
+            elif st is not None and (changed is None or changed[i]):
                 applied &= finite_rows(st)
         if not applied.all():
             keep = np.flatnonzero(applied)
+            renumber = np.cumsum(applied) - 1  # batch position → position among the kept rows
             slots, values, timestamp_ms, x, point = slots[keep], values[keep], timestamp_ms[keep], x[keep], point[keep]
             rows = slots
             clock = clock[keep]
-            new_states = [st[keep] if st is not None and (changed is None or changed[i]) else None
+            new_states = [_keep_rows(st, keep, applied, renumber) if changed is None or changed[i] else None
                           for i, st in enumerate(new_states)]
             if gate is not None:
                 gate, logits, expert_fc = gate[keep], logits[keep], expert_fc[keep]
@@ -220,6 +233,10 @@ class ModelHost:
         write = [*new_states, x.astype(np.float32), new_clock]
         if changed is not None:  # MS³M: state of experts that did not run stays as it is
             write = [w if c else None for w, c in zip(write, [*changed.tolist(), True, True])]
+        partial = [(i, w) for i, w in enumerate(write) if isinstance(w, RowUpdate)]
+        for i, w in partial:
+            self.table.arrays[i][slots[w.rows]] = w.values
+            write[i] = None
         self.table.scatter(rows, write)
         actual = values[:, self.target_cols]
         outside = self.intervals.observe(slots, actual)

@@ -20,7 +20,7 @@ import numpy as np
 from contract.objectives import objective_array
 from service.runtime.backends import OnnxStepRuntime
 from service.runtime.bundle import Bundle
-from service.runtime.rows import LazyRows
+from service.runtime.rows import LazyRows, RowUpdate
 
 
 @dataclass
@@ -94,7 +94,8 @@ class MS3MStepper:
 
         Takes ownership of `state`: its arrays may be updated in place. `details.changed` (n_state,) says which
         state tensors changed, so the caller writes back only those. Given a LazyRows view of a state table,
-        tensors the step does not need are never gathered and come back as None (unchanged)."""
+        tensors the step does not need are never gathered and come back as None (unchanged), and the network
+        state of an expert that ran on some cells only comes back as a RowUpdate of those rows."""
         B = x.shape[0]
         if len(state) != self.n_state:
             raise ValueError(f"state has {len(state)} tensors, this MS³M bundle needs {self.n_state}")
@@ -132,21 +133,31 @@ class MS3MStepper:
                 run = None if n_due == B else due.nonzero()[0] if n_due else ()
             n_run = B if run is None else len(run)
             if n_run:
-                net = state[sl.start + 3 : sl.stop]  # read only when the expert runs
                 t0 = time.perf_counter()
                 pooled = inputs if run is None else inputs[run]
                 pooled = pooled / np.float32(s) if s > 1 else pooled
-                f, new_net = rt.run(pooled, net if run is None else [n[run] for n in net])
+                net_pos = range(sl.start + 3, sl.stop)
+                if run is None:
+                    net = state[sl.start + 3 : sl.stop]  # read only when the expert runs
+                elif plain:
+                    net = [state[p][run] for p in net_pos]
+                else:  # only the rows that run, straight from the table
+                    net = [state.subset(p, run) for p in net_pos]
+                f, new_net = rt.run(pooled, net)
                 seconds[e] = time.perf_counter() - t0
                 runs[e] = n_run
                 if run is None:
-                    feat, net = f, list(new_net)
-                else:  # the gathered rows are ours to update
-                    feat[run] = f
-                    for i, src in enumerate(new_net):
-                        net[i][run] = src
+                    feat = f
+                    new_state[sl.start + 3 : sl.stop] = new_net
+                else:
+                    feat[run] = f  # the gathered rows are ours to update
+                    for p, src in zip(net_pos, new_net):
+                        if plain:
+                            state[p][run] = src
+                            new_state[p] = state[p]
+                        else:
+                            new_state[p] = RowUpdate(run, src)
                 new_state[sl.start + 2] = feat
-                new_state[sl.start + 3 : sl.stop] = net
                 changed[sl.start + 2 : sl.stop] = True
             if s > 1 and col_any[e]:
                 if col_all[e]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,16 @@ def row_index(slots: np.ndarray) -> np.ndarray | slice:
 def take_rows(a: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
     """A copy of rows `index` (row_index) of `a`."""
     return a[index].copy() if isinstance(index, slice) else np.take(a, index, axis=0)
+
+
+@dataclass
+class RowUpdate:
+    """New values of some rows of a state tensor, the rest unchanged: rows (m,) positions in the step's batch,
+    values (m, *shape). A step hands these back for an expert that ran on a few cells, so neither its whole
+    state column is gathered nor written back."""
+
+    rows: np.ndarray
+    values: np.ndarray
 
 
 class LazyRows(Sequence):
@@ -41,3 +52,11 @@ class LazyRows(Sequence):
         if got is None:
             got = self._got[i] = take_rows(self._arrays[i], self._slots)
         return got
+
+    def subset(self, i: int, positions: np.ndarray) -> np.ndarray:
+        """A copy of tensor i at batch positions `positions` (m,), without gathering the other rows."""
+        got = self._got.get(i)
+        if got is not None:
+            return got[positions]
+        s = self._slots
+        return np.take(self._arrays[i], positions + s.start if isinstance(s, slice) else s[positions], axis=0)

@@ -206,3 +206,60 @@ def test_default_max_cells_fits_the_machine(tmp_path):
     n = auto_max_cells(s, KPIS, bundles)
     assert 1000 <= n <= 1_000_000 and n * per_cell <= 0.5 * psutil.virtual_memory().total
     assert memory_per_cell(Settings(buffer="redis"), KPIS, bundles) < per_cell  # the window lives in Redis
+
+
+def test_experts_on_some_cells_write_only_their_rows_and_match_the_plain_path(tmp_path):
+    """host.step hands the stepper lazily gathered rows; an expert active in a few cells comes back as a
+    RowUpdate of those rows. The table then holds what the stepper computes on plain arrays, and a non-finite
+    row of such an update is not applied (the other rows are)."""
+    from service.runtime.rows import RowUpdate
+
+    host = ModelHost(load_bundle(make_bundle(tmp_path, "ms3m")), KPIS)
+    cells = [f"c{i}" for i in range(9)]
+    slots, _ = host.slots(cells, 0)
+    rng = np.random.default_rng(5)
+    plain = [a[slots].copy() for a in host.table.arrays[: host.n_model_state]]
+    real, seen = host.stepper.run, []
+
+    def recording(x, states, objective, active):
+        out = real(x, states, objective, active)
+        seen.extend(type(s) for s in out[1])
+        return out
+
+    host.stepper.run = recording
+    for t in range(40):
+        active = rng.random((9, 3)) < 0.5
+        active[:, 0] |= ~active.any(1)
+        host.active[slots] = active
+        values = np.column_stack([rng.normal(2e4, 3e3, 9), rng.normal(50, 10, 9), rng.normal(-95, 3, 9)])
+        values = values.astype(np.float32)
+        host.step(slots, values, np.full(9, 1000 * (t + 1), np.int64))
+        xn = ((values - host.in_mean) / host.in_std).astype(np.float32)
+        _, plain, _ = real(xn, plain, host.objective[slots], active)
+        plain = [a.copy() for a in plain]
+    assert RowUpdate in seen
+    for a, b in zip(host.table.arrays[: host.n_model_state], plain):
+        np.testing.assert_allclose(a[slots], b, rtol=1e-6, atol=1e-6)
+
+    def poisoned(x, states, objective, active):  # the scale-4 expert's update of cell c3 overflows
+        y, new, details = real(x, states, objective, active)
+        for s in new:
+            if isinstance(s, RowUpdate) and 3 in s.rows:
+                s.values[list(s.rows).index(3)] = np.inf
+                seen.append("poisoned")
+        return y, new, details
+
+    host.stepper.run = poisoned
+    host.active[slots] = np.array([True, True, False])
+    for t in range(40, 44):  # one of these steps is the scale-4 expert's update
+        before = [a[slots].copy() for a in host.table.arrays[: host.n_model_state]]
+        res = host.step(slots, np.tile(np.float32([2e4, 50, -95]), (9, 1)), np.full(9, 1000 * (t + 1), np.int64))
+        if not res.applied.all():
+            break
+    assert "poisoned" in seen and res.applied.tolist() == [i != 3 for i in range(9)]
+    assert all(np.isfinite(a[slots]).all() for a in host.table.arrays[: host.n_model_state])
+    s3 = host.table.slot("c3")
+    assert host.last_ts[s3] < host.last_ts[host.table.slot("c2")]
+    ema = host.table.arrays[0][slots]
+    np.testing.assert_array_equal(ema[3], before[0][3])  # c3's failed step left its state as it was
+    assert not np.array_equal(ema[2], before[0][2])  # the others moved on
