@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 BUNDLE_FORMAT = "ms3m-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: the MS³M gate graph is expert-major and bundles carry the fused graph (README, "Serving MS³M")
 MANIFEST = "config.json"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_VERSION = "v1"  # bump to retrain cached demo bundles when the recipe changes
+DEMO_VERSION = "v2"  # bump to retrain cached demo bundles when the recipe or the bundle format changes
 DEMO_TARGETS = ["DRB.UEThpDl", "RRU.PrbUsedDl"]
 
 

@@ -111,7 +111,8 @@ class BundleManifest(_Strict):
     @classmethod
     def _version(cls, v: int) -> int:
         if v != BUNDLE_VERSION:
-            raise ValueError(f"unsupported bundle format_version {v} (this service reads {BUNDLE_VERSION})")
+            raise ValueError(f"unsupported bundle format_version {v} (this service reads {BUNDLE_VERSION}; write "
+                             f"the bundle again from its training run: ms3m export RUN --out DIR)")
         return v
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ async def test_live_table_shows_cells_forecasts_and_experts(tmp_path, monkeypatc
         assert f"cell-{c:03d}" in text
     assert "s4d@1:" in text and "[" in text  # experts with gate weights, forecast with its interval
     monkeypatch.setenv("MS3M_CACHE_DIR", str(tmp_path))
-    assert cache_dir() == tmp_path / "demo" / "v1"
+    assert cache_dir() == tmp_path / "demo" / "v2"
 
 
 async def test_the_trained_bundle_is_swapped_in_when_its_training_ends(tmp_path, monkeypatch):
