@@ -84,6 +84,28 @@ return skipped
 """
 APPEND_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
 
+# KEYS[1]: the series set (it routes the call to the namespace's slot). ARGV: stream key prefix, count, the
+# series keys joined by "\n". Returns per series, oldest first, its entries' millisecond times joined by " "
+# and their payloads concatenated: two strings instead of `count` entries, which redis-py would turn into
+# Python objects one by one on the event loop (a warm-up reads whole windows of many cells).
+WINDOWS_SCRIPT = """
+local prefix, count = ARGV[1], ARGV[2]
+local out = {}
+for series in string.gmatch(ARGV[3], '[^\\n]+') do
+  local e = redis.call('XREVRANGE', prefix .. series, '+', '-', 'COUNT', count)
+  local ms, blobs = {}, {}
+  for i = #e, 1, -1 do
+    ms[#ms + 1] = string.match(e[i][1], '^(%d+)')
+    local f = e[i][2]
+    blobs[#blobs + 1] = (f[1] == 'd' and #f == 2) and f[2] or ''
+  end
+  out[#out + 1] = table.concat(ms, ' ')
+  out[#out + 1] = table.concat(blobs)
+end
+return out
+"""
+WINDOWS_SHA = hashlib.sha1(WINDOWS_SCRIPT.encode()).hexdigest()
+
 
 def _is_unavailable(e: rex.ResponseError) -> bool:
     if isinstance(e, rex.ReadOnlyError | rex.OutOfMemoryError | rex.NoPermissionError | rex.ClusterDownError
@@ -181,7 +203,8 @@ class RedisWindowBuffer:
                 p.hsetnx(self._meta_key, "format", FORMAT_VERSION)
                 p.hgetall(self._meta_key)
                 p.script_load(APPEND_SCRIPT)
-                *_, meta, _sha = await _execute(p)
+                p.script_load(WINDOWS_SCRIPT)
+                *_, meta, _sha, _sha2 = await _execute(p)
         stored_kpis = meta.get(b"kpis", b"").decode("utf-8", "replace")
         stored_format = meta.get(b"format", b"").decode("utf-8", "replace")
         try:
@@ -235,12 +258,13 @@ class RedisWindowBuffer:
         if n == 0 or not series_list:
             return [Samples.empty(len(self.kpis)) for _ in series_list]
         await self.open()
+        args = (self._series_key, self._win_prefix, n, "\n".join(series_list))
         with _unavailable("window"):
-            async with self._client.pipeline(transaction=False) as p:
-                for s in series_list:
-                    p.xrevrange(self.window_key(s), "+", "-", count=n)
-                replies = await _execute(p)
-        return [self._decode(entries[::-1], s) for s, entries in zip(series_list, replies)]
+            try:
+                flat = await self._client.evalsha(WINDOWS_SHA, 1, *args)
+            except rex.NoScriptError:  # script cache flushed (server restart): EVAL loads it again
+                flat = await self._client.eval(WINDOWS_SCRIPT, 1, *args)
+        return [self._decode_packed(flat[2 * i], flat[2 * i + 1], s) for i, s in enumerate(series_list)]
 
     async def since(self, series: str, after_ms: int) -> Samples:
         """The kept samples of a series with timestamp > after_ms, oldest first."""
@@ -320,6 +344,17 @@ class RedisWindowBuffer:
     async def close(self) -> None:
         if self._close_client:
             await self._client.aclose()
+
+    def _decode_packed(self, ms: bytes, payload: bytes, series: str) -> Samples:
+        """WINDOWS_SCRIPT's two strings of one series as Samples."""
+        ts = np.fromstring(ms.decode(), dtype=np.int64, sep=" ") if ms else np.zeros(0, np.int64)
+        if len(payload) != len(ts) * self._row.itemsize:
+            raise ValueError(f"window of {series!r} holds entries that are not {self._row.itemsize}-byte "
+                             f"samples of {len(self.kpis)} KPIs (written by another schema?)")
+        if not len(ts):
+            return Samples.empty(len(self.kpis))
+        rows = np.frombuffer(payload, self._row)
+        return Samples(ts, rows["seq"].copy(), rows["v"].copy())
 
     def _decode(self, entries: list, series: str) -> Samples:
         """Stream entries (id, {field: payload}), oldest first, as Samples."""

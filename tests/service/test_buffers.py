@@ -130,6 +130,7 @@ async def test_windows_of_many_series_equal_their_windows(make_buffer):
         one = [await buf.window(k, n) for k in ("a", "unknown", "b")]
         for got, want in zip(many, one):
             np.testing.assert_array_equal(got.timestamp_ms, want.timestamp_ms)
+            np.testing.assert_array_equal(got.sequence, want.sequence)
             np.testing.assert_array_equal(got.values, want.values)
     assert [len(w) for w in await buf.windows(["a", "unknown", "b"])] == [3, 0, 2]
     assert await buf.windows([]) == []
@@ -373,6 +374,31 @@ async def test_one_round_trip_per_append_and_per_last(redis_buffer, monkeypatch)
     assert len(sends) == 1
 
 
+async def test_windows_come_back_packed_in_one_round_trip_and_refuse_foreign_entries(redis_buffer, redis_client,
+                                                                                      monkeypatch):
+    """Warm-ups read many windows at once: one script call returns each as two strings (times, payloads)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    series = [f"cell{i}" for i in range(50)]
+    await redis_buffer.append(batch(series * 3, np.repeat([10, 20, 30], 50), seq=np.arange(150)))
+    sends = []
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self, command, check_health=True):
+        sends.append(command)
+        return await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    got = await redis_buffer.windows(series, 2)
+    assert len(sends) == 1 and all(w.timestamp_ms.tolist() == [20, 30] for w in got)
+    assert got[7].sequence.tolist() == [57, 107]
+    redis_client.script_flush()  # a restarted server forgets its scripts: EVAL loads it again
+    assert [len(w) for w in await redis_buffer.windows(series[:3])] == [3, 3, 3]
+    redis_client.xadd(redis_buffer.window_key("foreign"), {"x": b"1234"}, id="5-0")
+    with pytest.raises(ValueError, match="another schema"):
+        await redis_buffer.windows(["cell1", "foreign"])
+
+
 async def test_data_errors_are_not_masked(redis_buffer, redis_client):
     redis_client.set(redis_buffer.window_key("oops"), "not a stream")
     redis_client.set(redis_buffer.key("state:m"), "not a hash")
@@ -382,6 +408,8 @@ async def test_data_errors_are_not_masked(redis_buffer, redis_client):
         await redis_buffer.append(batch(["ok", "oops"], [1, 1]))
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await redis_buffer.load_snapshots("m")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await redis_buffer.windows(["ok", "oops"])
 
 
 def _free_port() -> int:
