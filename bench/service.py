@@ -79,7 +79,7 @@ def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cel
     p = psutil.Process(proc.pid)
     _get(http, "/v1/stats?reset=true")
     before = _get(http, "/v1/stats")["samples"]
-    counts0 = _counts(http)
+    counts0, warm0 = _counts(http), _warmups(http)
     cpu0, t0 = p.cpu_times(), time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "service.cli", "simulate", "--target", f"127.0.0.1:{grpc_port}",
                           "--cells", str(cells), "--rate", str(rate), "--duration", str(duration), "--json",
@@ -101,6 +101,7 @@ def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cel
     cpu1 = p.cpu_times()
     done = stats["samples"] - before
     lat = stats["latency_s"]
+    warm = [b - a for a, b in zip(warm0, _warmups(http))]  # group warm-ups in this phase, their seconds
     return {
         "system": "xapp", "offered_per_s": rate or "max", "sustained_per_s": round(done / wall),
         "p50_ms": round(lat["p50"] * 1e3, 2) if lat["p50"] is not None else None,
@@ -108,6 +109,7 @@ def _xapp_phase(proc, http: int, grpc_port: int, rate: int, duration: float, cel
         "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall),
         "rss_mb": round(p.memory_info().rss / 2**20), "rejected": sent.get("rejected"),
         "step_p50_ms": round(stats["step_s"]["p50"] * 1e3, 3) if stats["step_s"]["p50"] else None,
+        "warmups": int(warm[0]), "warmup_mean_ms": round(warm[1] / warm[0] * 1e3, 1) if warm[0] else None,
         **counts,
     }
 
@@ -120,6 +122,16 @@ def _counts(http: int) -> dict[str, float]:
     total = lambda name: sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))  # noqa: E731
     return {"accepted": total("ms3m_ingest_samples_total"), "forecast": total("ms3m_forecasts_total"),
             "dropped": total("ms3m_engine_dropped_total")}
+
+
+def _warmups(http: int) -> tuple[float, float]:
+    """(count, total seconds) of the xApp's expert warm-ups (ms3m_expert_warmup_seconds: one per expert and
+    group of cells: window read, the pass over the windows, install)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text
+    get = lambda name: sum(float(v) for v in re.findall(rf"^{name} (\S+)$", text, re.M))  # noqa: E731
+    return get("ms3m_expert_warmup_seconds_count"), get("ms3m_expert_warmup_seconds_sum")
 
 
 class ConservationError(RuntimeError):
@@ -314,7 +326,8 @@ def run(bundle: str | Path | None = None, loads: Sequence[int] = (10_000, 20_000
     m = load_bundle(bundle).manifest
     return {"benchmark": "service", "columns": ["system", "model", "objective", "active_experts", "offered_per_s",
                                                 "sustained_per_s", "p50_ms", "p99_ms",
-                                                "cpu_percent", "rss_mb", "accepted", "forecast", "dropped"],
+                                                "cpu_percent", "rss_mb", "warmups", "warmup_mean_ms", "accepted",
+                                                "forecast", "dropped"],
             "rows": rows, "summary": summary,
             "settings": {"bundle": m.name, "model": m.model, "reference": reference, "objective": objective,
                          "compute_budget": budget, "cells": cells, "duration_s": duration,

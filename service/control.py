@@ -88,6 +88,7 @@ class ExpertWarmups:
         return total
 
     async def _warm_group(self, host: ModelHost, slots: np.ndarray, e: int) -> int:
+        t0 = time.perf_counter()
         begun, ends, clocks = await asyncio.wrap_future(self.engine.call(lambda: host.begin_warm(slots, e)))
         slots, ends, clocks = slots[begun], ends[begun], clocks[begun]
         if not len(slots):
@@ -119,6 +120,7 @@ class ExpertWarmups:
             raise
         n = await asyncio.wrap_future(self.engine.call(lambda: host.finish_warm(slots, series, e, pieces)))
         self.metrics.expert_warmups.inc(n)
+        self.metrics.warmup_seconds.observe(time.perf_counter() - t0)
         return n
 
 

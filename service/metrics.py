@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0)
+WARMUP_BUCKETS = (*LATENCY_BUCKETS, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384)
 
 
@@ -45,6 +46,9 @@ class Metrics:
                                           ["expert"], registry=r)
         self.expert_warmups = Counter("ms3m_expert_warmups_total", "expert states warmed from the window buffer",
                                       registry=r)
+        self.warmup_seconds = Histogram("ms3m_expert_warmup_seconds", "one expert's warm-up for a group of cells: "
+                                        "window read, pass over the windows, install", buckets=WARMUP_BUCKETS,
+                                        registry=r)
         self.router_decisions = Counter("ms3m_router_decisions_total", "expert-set decisions taken", registry=r)
         self.redis_errors = Counter("ms3m_redis_errors_total", "failed window-buffer operations", ["op"], registry=r)
         self.redis_latency = Histogram("ms3m_redis_latency_seconds", "window-buffer round trips", ["op"],

@@ -95,6 +95,7 @@ async def test_expert_warmups_run_the_pass_off_the_engine_thread(bundle):
         assert await warmups.run([(host, int(s), 2) for s in slots]) == len(cells)
         assert threads == ["ms3m-warmup_0"] and host.active[slots, 2].all()
         assert metrics.registry.get_sample_value("ms3m_expert_warmups_total") == len(cells)
+        assert metrics.registry.get_sample_value("ms3m_expert_warmup_seconds_count") == 1
     finally:
         warmups.cancel()
         engine.stop()
