@@ -355,17 +355,23 @@ async def test_constructor_validation():
     await client.aclose()
 
 
-async def test_one_round_trip_per_append_and_per_last(redis_buffer, monkeypatch):
+@pytest.fixture
+def sends(monkeypatch) -> list:
+    """The packed commands sent to Redis from now on (one entry per round trip)."""
     from redis.asyncio.connection import AbstractConnection
 
-    sends = []
+    sent: list = []
     original = AbstractConnection.send_packed_command
 
     async def counting(self, command, check_health=True):
-        sends.append(command)
+        sent.append(command)
         return await original(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+async def test_one_round_trip_per_append_and_per_last(redis_buffer, sends):
     series = [f"cell{i % 300}" for i in range(2000)]
     await redis_buffer.append(batch(series, np.repeat(np.arange(1, 8), 300)[:2000]))
     assert len(sends) == 1
@@ -375,20 +381,11 @@ async def test_one_round_trip_per_append_and_per_last(redis_buffer, monkeypatch)
 
 
 async def test_windows_come_back_packed_in_one_round_trip_and_refuse_foreign_entries(redis_buffer, redis_client,
-                                                                                      monkeypatch):
+                                                                                      sends):
     """Warm-ups read many windows at once: one script call returns each as two strings (times, payloads)."""
-    from redis.asyncio.connection import AbstractConnection
-
     series = [f"cell{i}" for i in range(50)]
     await redis_buffer.append(batch(series * 3, np.repeat([10, 20, 30], 50), seq=np.arange(150)))
-    sends = []
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self, command, check_health=True):
-        sends.append(command)
-        return await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    sends.clear()
     got = await redis_buffer.windows(series, 2)
     assert len(sends) == 1 and all(w.timestamp_ms.tolist() == [20, 30] for w in got)
     assert got[7].sequence.tolist() == [57, 107]
