@@ -83,6 +83,17 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    def require_targets(self, why: str) -> None:
+        """For models that read the target columns themselves: every input a target when target_index is
+        unset and d_input == n_targets; else a ValueError naming the class and `why` it needs them."""
+        if self.target_index is not None:
+            return
+        if self.d_input != self.n_targets:
+            raise ValueError(f"{type(self).__name__}.target_index is required when d_input ({self.d_input}) ≠ "
+                             f"n_targets ({self.n_targets}): {why}, so it must know which input columns the "
+                             "targets are")
+        self.target_index = tuple(range(self.n_targets))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         return json.loads(json.dumps(d))  # tuples → lists: the JSON form

@@ -60,14 +60,7 @@ class DLinearConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.target_index is None:
-            if self.d_input != self.n_targets:
-                raise ValueError(
-                    f"DLinearConfig.target_index is required when d_input ({self.d_input}) ≠ n_targets "
-                    f"({self.n_targets}): DLinear forecasts each target channel from its own past, so it "
-                    "must know which input columns the targets are"
-                )
-            self.target_index = tuple(range(self.n_targets))
+        self.require_targets("DLinear forecasts each target channel from its own past")
         if self.window < 2:
             raise ValueError(f"window must be ≥ 2, got {self.window}")
         if self.moving_avg < 1 or self.moving_avg % 2 == 0:

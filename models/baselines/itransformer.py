@@ -57,14 +57,7 @@ class ITransformerConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.target_index is None:
-            if self.d_input != self.n_targets:
-                raise ValueError(
-                    f"ITransformerConfig.target_index is required when d_input ({self.d_input}) ≠ n_targets "
-                    f"({self.n_targets}): iTransformer forecasts every input variate and returns the targets', "
-                    "so it must know which input columns the targets are"
-                )
-            self.target_index = tuple(range(self.n_targets))
+        self.require_targets("iTransformer forecasts every input variate and returns the targets'")
         if self.d_ff is None:
             self.d_ff = 2 * int(self.d_model)
         if self.window < 2:
