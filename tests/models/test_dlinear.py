@@ -7,7 +7,15 @@ import torch
 
 from models import create_model
 from models.baselines.dlinear import DLinearConfig, moving_average, series_decomp
-from tests.models.zoo_helpers import D_IN, HORIZON, N_TGT, TARGET_INDEX, random_state, rel_err, run_steps, tiny_model
+from tests.models.zoo_helpers import (
+    D_IN,
+    HORIZON,
+    N_TGT,
+    TARGET_INDEX,
+    check_target_windows,
+    check_window_steps,
+    tiny_model,
+)
 
 
 def ref_moving_average(w: list[float], m: int) -> list[float]:
@@ -54,24 +62,15 @@ def test_decomposition_equals_reference_loop(m):
 def test_forward_equals_reference_formula_on_explicit_windows(individual):
     model = randomize(tiny_model("dlinear", individual=individual))
     W = model.config.window
-    B, L = 2, W + 30
-    x = torch.randn(B, L, D_IN, dtype=torch.float64)
-    ring = torch.randn(B, N_TGT, W - 1, dtype=torch.float64)
-    tgt = x[..., list(TARGET_INDEX)].transpose(1, 2)  # (B, K, L)
+    L = W + 30
+    check_target_windows(model, ref_dlinear, [*range(0, L, 5), W - 2, W - 1, L - 1], 1e-12, L)
+    x = torch.randn(2, L, D_IN, dtype=torch.float64)
     with torch.no_grad():
         y = model(x)
-        y_state, (ring_out,) = model.forward_with_state(x, (ring,))
-        for b in range(B):
-            zero_hist = torch.cat([torch.zeros(N_TGT, W - 1, dtype=torch.float64), tgt[b]], -1)
-            ring_hist = torch.cat([ring[b], tgt[b]], -1)
-            for t in [*range(0, L, 5), W - 2, W - 1, L - 1]:
-                # t ≥ W−1: the window is x itself; before that, zeros (no state) or the ring
-                assert (y[b, t] - ref_dlinear(model, zero_hist[:, t : t + W])).abs().max() <= 1e-12
-                assert (y_state[b, t] - ref_dlinear(model, ring_hist[:, t : t + W])).abs().max() <= 1e-12
-                if t >= W - 1:
-                    explicit = x[b, t - W + 1 : t + 1, list(TARGET_INDEX)].T  # (K, W)
-                    assert (y[b, t] - ref_dlinear(model, explicit)).abs().max() <= 1e-12
-    assert torch.equal(ring_out, tgt[..., L - W + 1 :])
+    for b in range(2):
+        for t in range(W - 1, L, 7):  # a full window: exactly the reference model on x[t−W+1 … t]
+            explicit = x[b, t - W + 1 : t + 1, list(TARGET_INDEX)].T  # (K, W)
+            assert (y[b, t] - ref_dlinear(model, explicit)).abs().max() <= 1e-12
 
 
 def test_short_input_continues_the_ring():
@@ -134,14 +133,7 @@ def test_window_bounds_the_receptive_field():
 @pytest.mark.parametrize("individual", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"])
 def test_step_reproduces_forward(individual, dtype, tol):
-    model = randomize(tiny_model("dlinear", dtype, individual=individual))
-    x = torch.randn(2, 130, D_IN, dtype=dtype)
-    for s0 in (model.init_state(2), random_state(model, 2)):
-        with torch.no_grad():
-            y_par, s_par = model.forward_with_state(x, s0)
-            y_rec, s_rec = run_steps(model, x, s0)
-        assert rel_err(y_rec, y_par) <= tol
-        assert torch.equal(s_rec[0], s_par[0])
+    check_window_steps(randomize(tiny_model("dlinear", dtype, individual=individual)), dtype, tol, 130)
 
 
 @pytest.mark.parametrize("individual", [False, True])

@@ -11,7 +11,16 @@ import torch
 
 from models import create_model
 from models.baselines.itransformer import NORM_EPS, ITransformerConfig, normalize_windows
-from tests.models.zoo_helpers import D_IN, HORIZON, N_TGT, TARGET_INDEX, random_state, rel_err, run_steps, tiny_model
+from tests.models.zoo_helpers import (
+    D_IN,
+    HORIZON,
+    N_TGT,
+    TARGET_INDEX,
+    check_window_steps,
+    random_state,
+    rel_err,
+    tiny_model,
+)
 
 
 def randomize(model, seed: int = 0):
@@ -195,14 +204,7 @@ def test_zero_windows_stay_finite():
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"])
 def test_step_reproduces_forward(dtype, tol):
-    model = small(dtype)
-    x = torch.randn(2, 40, D_IN, dtype=dtype)
-    for s0 in (model.init_state(2), random_state(model, 2)):
-        with torch.no_grad():
-            y_par, s_par = model.forward_with_state(x, s0)
-            y_rec, s_rec = run_steps(model, x, s0)
-        assert rel_err(y_rec, y_par) <= tol
-        assert torch.equal(s_rec[0], s_par[0])
+    check_window_steps(small(dtype), dtype, tol, 40)
 
 
 def test_last_window_paths():

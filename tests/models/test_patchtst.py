@@ -13,7 +13,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models import create_model
 from models.baselines.patchtst import PatchTSTConfig, n_patches, patch_index, patchify
-from tests.models.zoo_helpers import D_IN, HORIZON, N_TGT, TARGET_INDEX, random_state, rel_err, run_steps, tiny_model
+from tests.models.zoo_helpers import (
+    D_IN,
+    HORIZON,
+    N_TGT,
+    TARGET_INDEX,
+    check_target_windows,
+    random_state,
+    rel_err,
+    run_steps,
+    tiny_model,
+)
 
 EPS = 1e-5  # RevIN's and the norms' ε
 
@@ -111,21 +121,8 @@ def test_paper_patch_count_at_the_default_size():
 def test_forward_equals_the_paper_formula_on_explicit_windows(norm, revin):
     model = randomize(tiny_model("patchtst", window=12, patch_len=4, stride=2, norm=norm, revin=revin))
     W = model.config.window
-    B, L = 2, W + 9
-    x = torch.randn(B, L, D_IN, dtype=torch.float64)
-    ring = torch.randn(B, N_TGT, W - 1, dtype=torch.float64)
-    tgt = x[..., list(TARGET_INDEX)].transpose(1, 2)  # (B, K, L)
-    with torch.no_grad():
-        y = model(x)
-        y_state, (ring_out,) = model.forward_with_state(x, (ring,))
-        for b in range(B):
-            zero_hist = torch.cat([torch.zeros(N_TGT, W - 1, dtype=torch.float64), tgt[b]], -1)
-            ring_hist = torch.cat([ring[b], tgt[b]], -1)
-            for t in (0, 3, W - 2, W - 1, W + 4, L - 1):
-                # t ≥ W−1: the window is x itself; before that, zeros (no state) or the ring
-                assert (y[b, t] - ref_patchtst(model, zero_hist[:, t : t + W])).abs().max() <= 1e-10
-                assert (y_state[b, t] - ref_patchtst(model, ring_hist[:, t : t + W])).abs().max() <= 1e-10
-    assert torch.equal(ring_out, tgt[..., L - W + 1 :])
+    L = W + 9
+    check_target_windows(model, ref_patchtst, (0, 3, W - 2, W - 1, W + 4, L - 1), 1e-10, L)
 
 
 @pytest.mark.parametrize("norm", ["batch", "layer"])

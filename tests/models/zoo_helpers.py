@@ -98,3 +98,37 @@ def tiny_ms3m(dtype=torch.float64, **kw):
     m = create_model("ms3m", d_input=D_IN, n_targets=2, horizon=3, target_index=(0, 2), experts=MS3M_EXPERTS,
                      d_feature=8, d_gate=8, **kw)
     return m.to(dtype).eval()
+
+
+def check_target_windows(model, reference, positions, tol: float, L: int, seed: int = 0) -> None:
+    """For a model forecasting each target channel from its own last W values (DLinear, PatchTST): forward at
+    `positions` equals `reference(model, window (K, W))` on the explicit windows, zero-padded without a state
+    and preceded by a random ring state with one; the final ring is the last W − 1 target values."""
+    torch.manual_seed(seed)
+    W = model.config.window
+    B = 2
+    x = torch.randn(B, L, D_IN, dtype=torch.float64)
+    ring = torch.randn(B, N_TGT, W - 1, dtype=torch.float64)
+    tgt = x[..., list(TARGET_INDEX)].transpose(1, 2)  # (B, K, L)
+    with torch.no_grad():
+        y = model(x)
+        y_state, (ring_out,) = model.forward_with_state(x, (ring,))
+        for b in range(B):
+            zero_hist = torch.cat([torch.zeros(N_TGT, W - 1, dtype=torch.float64), tgt[b]], -1)
+            ring_hist = torch.cat([ring[b], tgt[b]], -1)
+            for t in positions:
+                # t ≥ W−1: the window is x itself; before that, zeros (no state) or the ring
+                assert (y[b, t] - reference(model, zero_hist[:, t : t + W])).abs().max() <= tol
+                assert (y_state[b, t] - reference(model, ring_hist[:, t : t + W])).abs().max() <= tol
+    assert torch.equal(ring_out, tgt[..., L - W + 1 :])
+
+
+def check_window_steps(model, dtype, tol: float, L: int) -> None:
+    """A window model's steps from the zero and a random state reproduce forward (≤ tol) and end in its ring."""
+    x = torch.randn(2, L, D_IN, dtype=dtype)
+    for s0 in (model.init_state(2), random_state(model, 2)):
+        with torch.no_grad():
+            y_par, s_par = model.forward_with_state(x, s0)
+            y_rec, s_rec = run_steps(model, x, s0)
+        assert rel_err(y_rec, y_par) <= tol
+        assert torch.equal(s_rec[0], s_par[0])
