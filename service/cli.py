@@ -297,8 +297,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[") and not k.endswith("_std")})
     std_cols = ["mse_std", "mae_std"] if len(seeds) > 1 else []
+    drop_last = ["mse_drop_last"] if any("mse_drop_last" in r for r in rows) else []
     cols = [*(["train", "test"] if args.split == "app" else []), "horizon", "model", "mse", *std_cols[:1], "mae",
-            *std_cols[1:], *(kpi_cols if len(kpi_cols) <= 2 else [])]
+            *std_cols[1:], *drop_last, *(kpi_cols if len(kpi_cols) <= 2 else [])]
     result = {"benchmark": f"eval {preset}", "title": f"ms3m eval {preset}", "columns": cols, "rows": rows,
               "summary": {"report": str(out_root), "seeds": seeds}, "results": everything}
     print_result(result, args.json)

@@ -118,23 +118,35 @@ def evaluate_stream(
 
 @torch.no_grad()
 def evaluate_last(model: StreamingModel, X: np.ndarray, Y: np.ndarray, batch: int = 256,
-                  target_std: np.ndarray | None = None, names: list[str] | None = None) -> dict[str, Any]:
-    """Window protocol: X (N, L, D) lookbacks, Y (N, H, K) futures; the forecast is model(X)[:, -1]."""
+                  target_std: np.ndarray | None = None, names: list[str] | None = None,
+                  drop_last: int | None = None) -> dict[str, Any]:
+    """Window protocol: X (N, L, D) lookbacks, Y (N, H, K) futures; the forecast is model(X)[:, -1]. With
+    `drop_last` = b, "drop_last" also gives the MSE/MAE over the first ⌊N/b⌋·b windows only: what a test loader of
+    batch b with drop_last=True scores (the loader of the published Informer / FEDformer tables)."""
     model.eval()
     acc = ErrorAccumulator(Y.shape[1], Y.shape[2])
+    kept = len(X) - len(X) % drop_last if drop_last else 0
+    acc_kept = ErrorAccumulator(Y.shape[1], Y.shape[2])
     for i in range(0, len(X), batch):
         pred = model.forward_last(torch.from_numpy(np.ascontiguousarray(X[i : i + batch], dtype=np.float32))).numpy()
         acc.add(pred, Y[i : i + batch])
-    return acc.metrics(target_std, names)
+        if i < kept:
+            acc_kept.add(pred[: kept - i], Y[i : min(i + batch, kept)])
+    out = acc.metrics(target_std, names)
+    if drop_last:
+        m = acc_kept.metrics()
+        out["drop_last"] = {"batch": drop_last, "windows": kept, "mse": m["mse"], "mae": m["mae"]}
+    return out
 
 
 def evaluate_windows(model: StreamingModel, data: SeriesSet, input_index: list[int], target_cols: list[int],
                      window: int, horizon: int, burn_in: int = 0, positions: str = "all",
                      max_windows: int | None = None, scaler: ZScore | None = None,
-                     baseline: bool = False) -> dict[str, Any]:
+                     baseline: bool = False, drop_last: int | None = None) -> dict[str, Any]:
     """The trainer's evaluation: streaming over whole series ("all"), or the window protocol at the last
     position of every window of length `window` ("last"), optionally subsampled to max_windows. With
-    `baseline`, the last-value forecast's metrics under the same protocol go under "last_value"."""
+    `baseline`, the last-value forecast's metrics under the same protocol go under "last_value"; `drop_last`: see
+    evaluate_last (window protocol only)."""
     if positions == "all":
         return evaluate_stream(model, data, input_index, target_cols, horizon, burn_in, scaler, baseline=baseline)
     X, Y = last_position_windows(data, input_index, target_cols, window, horizon)
@@ -145,7 +157,7 @@ def evaluate_windows(model: StreamingModel, data: SeriesSet, input_index: list[i
         last = last[pick] if last is not None else None
     std = scaler.std[target_cols] if scaler is not None else None
     names = [data.kpis[i] for i in target_cols]
-    out = evaluate_last(model, X, Y, target_std=std, names=names)
+    out = evaluate_last(model, X, Y, target_std=std, names=names, drop_last=drop_last)
     if last is not None:
         acc = ErrorAccumulator(horizon, len(target_cols))
         acc.add(np.repeat(last[:, None, :], horizon, axis=1), Y)

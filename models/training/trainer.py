@@ -315,7 +315,7 @@ class Trainer:
             return {}
         m = evaluate_windows(self.model, self.data.test, self.data.input_index, self.data.target_cols, c.window,
                              c.horizon, burn_in=c.burn_in, positions=self.eval_positions, scaler=self.data.scaler,
-                             baseline=True)
+                             baseline=True, drop_last=c.batch_size if self.eval_positions == "last" else None)
         return {"test": m}
 
     def write_bundle(self, out: str | Path | None = None) -> Path:

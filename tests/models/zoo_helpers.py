@@ -27,12 +27,16 @@ TINY = {
 
 
 def tiny_model(name: str, dtype=torch.float64, **overrides):
+    """A tiny `name` (TINY sizes) on D_IN inputs and targets TARGET_INDEX, in eval mode; `overrides` may also set
+    d_input, n_targets, horizon and target_index."""
     fields = {f.name for f in dataclasses.fields(model_class(name).Config)}
+    frame = {"d_input": D_IN, "n_targets": N_TGT, "horizon": HORIZON, "target_index": TARGET_INDEX}
+    frame.update({k: overrides.pop(k) for k in list(overrides) if k in frame})
     cfg = {k: v for k, v in TINY.items() if k in fields}
     # size overrides a model lacks (d_model for DLinear) are skipped; any other unknown key still fails
     cfg.update({k: v for k, v in overrides.items() if k in fields or k not in TINY})
     torch.manual_seed(0)
-    m = create_model(name, d_input=D_IN, n_targets=N_TGT, horizon=HORIZON, target_index=TARGET_INDEX, **cfg)
+    m = create_model(name, **frame, **cfg)
     return m.to(dtype).eval()
 
 
