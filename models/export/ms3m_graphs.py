@@ -96,7 +96,7 @@ def fused_state_names(model: MS3M, fast: list[int]) -> list[str]:
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+        torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes={n: {EXPERT_MAJOR.get(n, 0): "batch"} for n in inputs + outputs},
                           opset_version=ONNX_OPSET,
                           do_constant_folding=True, dynamo=False)

@@ -51,7 +51,7 @@ def export_onnx(model: StreamingModel, path: str | Path, opset: int = ONNX_OPSET
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about constant folding / legacy exporter
         torch.onnx.export(
-            StepGraph(model),
+            StepGraph(model).eval(),  # export restores the wrapper's mode, and with it the model's
             _example_inputs(model),
             str(path),
             input_names=inputs,

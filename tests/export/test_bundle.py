@@ -134,3 +134,14 @@ def test_garbage_manifest(tmp_path: Path):
         load_bundle(tmp_path)
     with pytest.raises(BundleError, match="not a directory"):
         load_bundle(tmp_path / "nope")
+
+
+def test_export_leaves_the_model_in_eval_mode(tmp_path):
+    """torch.onnx.export restores its module's training flag afterwards; the exported model must stay in eval mode
+    (a model with dropout would otherwise forecast at random after its export)."""
+    from models import create_model
+    from models.export import export_onnx
+
+    model = create_model("s4d", d_input=2, n_targets=1, horizon=2, d_model=8, n_layers=1, d_state=4, dropout=0.5)
+    export_onnx(model, tmp_path / "step.onnx")
+    assert not any(m.training for m in model.modules())
