@@ -256,7 +256,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print("ms3m eval: --split app is the Irish 5G cross-application protocol (preset irish5g)", file=sys.stderr)
         return 2
     horizons = args.horizon or (list(cmp.ETT_HORIZONS) if preset == "ett" else [10])
-    models = args.model or (["dlinear", "linear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m"]
+    models = args.model or (["dlinear", "linear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m",
+                             *cmp.RESEARCH_BASELINES]
                             if preset == "ett" else ["s4d", "mamba", "transformer", "lstm", "tcn", "ms3m"])
     seeds = [args.seed + i for i in range(args.seeds)] if args.seed is not None else list(range(args.seeds))
     out_root = Path(args.out or f"reports/{preset}")

@@ -58,7 +58,17 @@ SIZES: dict[str, dict[str, Any]] = {
     "dlinear": {},
     "linear": {},
     "ms3m": {},
+    # the research baselines (README, "ETTh1"): the papers' ETTh1 sizes where two CPU cores train them in minutes
+    # (PatchTST, iTransformer), else d_model 64–128 in place of Time-Series-Library's 512
+    "patchtst": {"d_model": 16, "n_heads": 4, "n_layers": 3, "d_ff": 128, "dropout": 0.3, "patch_len": 16, "stride": 8},
+    "itransformer": {"d_model": 256, "n_heads": 8, "n_layers": 2, "d_ff": 256, "dropout": 0.1},
+    "informer": {"d_model": 64, "n_heads": 8, "n_layers": 2, "d_layers": 1, "d_ff": 256, "dropout": 0.1},
+    "fedformer": {"d_model": 64, "n_heads": 8, "n_layers": 2, "d_layers": 1, "d_ff": 256, "dropout": 0.1},
+    "tft": {"d_model": 64, "n_heads": 4, "dropout": 0.1},
+    "etsformer": {"d_model": 64, "n_heads": 8, "n_layers": 2, "d_ff": 256, "dropout": 0.1},
+    "crossformer": {"d_model": 128, "n_heads": 4, "n_layers": 2, "d_ff": 256, "dropout": 0.1},
 }
+RESEARCH_BASELINES = ("patchtst", "itransformer", "informer", "fedformer", "tft", "etsformer", "crossformer")
 
 
 def ett_preset(horizon: int, steps: int) -> tuple[TrainConfig, dict[str, dict[str, Any]]]:
@@ -78,10 +88,21 @@ def ett_preset(horizon: int, steps: int) -> tuple[TrainConfig, dict[str, dict[st
         if name not in overrides:
             overrides[name] = {"loss_positions": "all", "burn_in": 24, "stateful": False}
     overrides["ms3m"] = ETT_MS3M_RECIPE
+    # The research baselines: Time-Series-Library's training (lr 1e-4, batch 32, lr halved every epoch, patience 3,
+    # no gradient clipping, the last position only), at most 4 epochs: after 4 halvings the lr is 1/16 and the
+    # validation MSE moved < 0.002 per epoch (iTransformer), while an epoch of these models takes minutes on two
+    # cores. PatchTST at lr 1e-3 (val 0.689 against 0.726 at 1e-4, same size: README, "ETTh1").
+    for name in RESEARCH_BASELINES:
+        overrides[name] = {**ETT_TSLIB_SETTINGS, "max_steps": min(steps, 4 * epoch)}
+    overrides["patchtst"]["lr"] = 1e-3
     # S4D: MS³M's ETT settings, channel-independent and last-position (val 0.632 against 0.637 for MS³M's recipe;
     # the other SSMs are still to be validated: LRU under the same settings lost, val 0.674)
     overrides["s4d"] = {**ETT_WINDOW_SETTINGS, "model_config": {"channels": "independent"}}
     return base, overrides
+
+
+# Time-Series-Library's training recipe (its run.py defaults), for the research baselines on ETT.
+ETT_TSLIB_SETTINGS: dict[str, Any] = {"loss_positions": "last", "burn_in": 0, "lr": 1e-4, "grad_clip": 0.0}
 
 
 # Sequence models on ETT the way DLinear trains (MS³M's recipe and S4D's): the last position only, lr 3e-3.

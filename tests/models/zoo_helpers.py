@@ -136,3 +136,15 @@ def check_window_steps(model, dtype, tol: float, L: int) -> None:
             y_rec, s_rec = run_steps(model, x, s0)
         assert rel_err(y_rec, y_par) <= tol
         assert torch.equal(s_rec[0], s_par[0])
+
+
+def window_register(model) -> int:
+    """W when the model's whole state is a shift register of its last W − 1 inputs (a window model), else 0.
+
+    Such a state carries nothing from one step to the next but exact copies of inputs (checked bit for bit), so
+    after W steps every step sees a fresh window: 2W + 8 steps cover the register's filling and two wraps, and
+    more steps would repeat the same check on other data (tests/export/test_export_zoo.py). States that accumulate
+    (SSMs, LSTM, the causal normalization's statistics) are no window register."""
+    spec = model.state_spec()
+    window = getattr(model.config, "window", 0)
+    return window if [f.name for f in spec] == ["window"] and window - 1 in spec[0].shape else 0

@@ -12,7 +12,7 @@ from tests.models.zoo_helpers import tiny_model
 from tests.service.helpers import KPIS, NORM, T0_MS, TARGETS, indication, kpi_values, publish, running_xapp
 
 # The research baselines (README, "The model zoo"): window models whose step cost grows with the window.
-RESEARCH_BASELINES = ["patchtst", "itransformer"]
+RESEARCH_BASELINES = ["patchtst", "itransformer", "informer", "fedformer", "tft", "etsformer", "crossformer"]
 CELLS, STEPS = 3, 30
 
 
