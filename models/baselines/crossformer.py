@@ -67,7 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig
+from models.baselines.window import WindowModel
 from models.registry import register
 
 
@@ -242,11 +243,12 @@ class DecoderLayer(nn.Module):
 
 
 @register("crossformer")
-class Crossformer(StreamingModel):
+class Crossformer(WindowModel):
     """Crossformer forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, h−1, k] forecasts target k at t + h from
     the windows x[:, t−W+1 : t+1, d] of every input column d (zero-padded, or the state, before x[:, 0])."""
 
     Config = CrossformerConfig
+    time_major = False  # windows (N, D, W)
 
     def __init__(self, config: CrossformerConfig):
         super().__init__()
@@ -266,9 +268,6 @@ class Crossformer(StreamingModel):
         )
         self.dec_pos = nn.Parameter(torch.randn(D, self.n_out, c.d_model))  # (D, N_out, d)
         self.decoder = nn.ModuleList(DecoderLayer(c, D, self.n_out, n) for n in self.counts)
-
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.d_input, self.config.window - 1))]
 
     def param_groups(self, lr: float, weight_decay: float, ssm_lr: float = 1e-3) -> list[dict[str, Any]]:
         """The base groups, with the position embeddings and the routers (learned embeddings) not decayed."""
@@ -313,37 +312,3 @@ class Crossformer(StreamingModel):
             y = pred if y is None else y + pred
         y = y.reshape(-1, c.n_targets, self.n_out * c.seg_len)[..., : c.horizon]  # (M, K, H)
         return y.transpose(1, 2)  # (M, H, K)
-
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D), state (ring (B, D, W−1),) or None (zeros) → [ring ; x] per column, (B, D, W−1+L)."""
-        W = self.config.window
-        ring = x.new_zeros(x.shape[0], x.shape[-1], W - 1) if state is None else state[0]
-        return torch.cat([ring, x.transpose(1, 2)], dim=-1)
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """x (B, L, D_in), state (ring,) with ring (B, D_in, W−1) or None (zeros) → y (B, L, H, K), new state."""
-        B, L, W = x.shape[0], x.shape[1], self.config.window
-        seq = self._history(x, state)  # (B, D, W−1+L)
-        windows = seq.unfold(-1, W, 1).transpose(1, 2)  # (B, L, D, W): windows[:, t] ends at x[:, t]
-        y = self.forecast(windows.reshape(B * L, x.shape[-1], W)).unflatten(0, (B, L))  # (B, L, H, K)
-        return y, (seq[..., seq.shape[-1] - (W - 1) :],)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """x (B, L, D_in) → the forecast at the last position only, (B, H, K): one window per row."""
-        seq = self._history(x, state)  # (B, D, W−1+L)
-        return self.forecast(seq[..., seq.shape[-1] - self.config.window :])
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """StreamingModel.training_forward; last_only runs the model on the last window only, (B, 1, H, K)."""
-        if not last_only:
-            return super().training_forward(x, state)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, D, W−1+L)
-        y = self.forecast(seq[..., seq.shape[-1] - W :])  # (B, H, K)
-        return y.unsqueeze(1), {}, (seq[..., seq.shape[-1] - (W - 1) :],)
-
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure."""
-        window = torch.cat([state[0], x_t.unsqueeze(-1)], dim=-1)  # (B, D, W)
-        return self.forecast(window), (window[..., 1:],)

@@ -80,7 +80,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig
+from models.baselines.window import WindowModel
 from models.registry import register
 
 ACTIVATIONS = ("gelu", "sigmoid", "relu")  # ETSformerConfig.activation of the FF
@@ -307,11 +308,12 @@ class GrowthDamping(nn.Module):
 
 
 @register("etsformer")
-class ETSformer(StreamingModel):
+class ETSformer(WindowModel):
     """ETSformer forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, h−1, k] forecasts target k at t + h from the
     window x[:, t−W+1 : t+1] of every input column (zero-padded, or the state, before x[:, 0])."""
 
     Config = ETSformerConfig
+    time_major = True  # windows (N, W, D)
 
     def __init__(self, config: ETSformerConfig):
         super().__init__()
@@ -329,9 +331,6 @@ class ETSformer(StreamingModel):
         dtype = torch.get_default_dtype()
         self.register_buffer("lag", (i[:, None] - i[None, :]).clamp_min(0).to(dtype), persistent=False)  # (W, W)
         self.register_buffer("causal", (i[:, None] >= i[None, :]).to(dtype), persistent=False)  # (W, W)
-
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.window - 1, self.config.d_input))]
 
     def embed(self, w: Tensor) -> Tensor:
         """w (N, W, D) → Z⁰ (N, W, d): the kernel-3 convolution over the window, padded circularly."""
@@ -354,37 +353,3 @@ class ETSformer(StreamingModel):
             growth_sum = g if growth_sum is None else growth_sum + g
             season_sum = s if season_sum is None else season_sum + s
         return level + self.pred(growth_sum) + self.pred(season_sum)  # (N, 1, K) + (N, H, K) → (N, H, K)
-
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D), state (ring (B, W−1, D),) or None (zeros) → [ring ; x], (B, W−1+L, D)."""
-        W = self.config.window
-        ring = x.new_zeros(x.shape[0], W - 1, x.shape[-1]) if state is None else state[0]
-        return torch.cat([ring, x], dim=1)
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """x (B, L, D_in), state (ring,) with ring (B, W−1, D_in) or None (zeros) → y (B, L, H, K), new state."""
-        B, L, W = x.shape[0], x.shape[1], self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        windows = seq.unfold(1, W, 1).transpose(2, 3)  # (B, L, W, D): windows[:, t] ends at x[:, t]
-        y = self.forecast(windows.reshape(B * L, W, x.shape[-1])).unflatten(0, (B, L))  # (B, L, H, K)
-        return y, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """x (B, L, D_in) → the forecast at the last position only, (B, H, K): one window per row."""
-        seq = self._history(x, state)
-        return self.forecast(seq[:, seq.shape[1] - self.config.window :])
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """StreamingModel.training_forward; last_only runs the last window only, (B, 1, H, K)."""
-        if not last_only:
-            return super().training_forward(x, state)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        y = self.forecast(seq[:, seq.shape[1] - W :])  # (B, H, K)
-        return y.unsqueeze(1), {}, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure."""
-        window = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)  # (B, W, D)
-        return self.forecast(window), (window[:, 1:],)

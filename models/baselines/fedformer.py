@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig
 from models.baselines.fedformer_parts import (  # noqa: F401 (re-exported for tests)
     SeasonalLayerNorm,
     SeriesDecomp,
@@ -96,6 +96,7 @@ from models.baselines.fedformer_parts import (  # noqa: F401 (re-exported for te
     select_modes,
     time_mix,
 )
+from models.baselines.window import WindowModel
 from models.registry import register
 
 MODE_SELECTS = ("random", "low")  # FEDformerConfig.mode_select
@@ -326,11 +327,12 @@ class DecoderLayer(nn.Module):
 
 # -- the model ------------------------------------------------------------------------------------------------------
 @register("fedformer")
-class FEDformer(StreamingModel):
+class FEDformer(WindowModel):
     """FEDformer-f forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, h−1, k] forecasts target k at t + h from the
     window x[:, t−W+1 : t+1] of every input column (zero-padded, or the state, before x[:, 0])."""
 
     Config = FEDformerConfig
+    time_major = True  # windows (N, W, D)
 
     def __init__(self, config: FEDformerConfig):
         super().__init__()
@@ -374,9 +376,6 @@ class FEDformer(StreamingModel):
         self.dec_norm = SeasonalLayerNorm(d)
         self.proj = nn.Linear(d, c.n_targets)
 
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.window - 1, self.config.d_input))]
-
     def forecast(self, w: Tensor) -> Tensor:
         """The FEDformer formula on explicit windows: w (N, W, D_in), oldest first → forecasts (N, H, K). Runs
         time-major, (L, N, ·), so every map along time is one GEMM with a constant matrix."""
@@ -397,37 +396,3 @@ class FEDformer(StreamingModel):
             trend = trend + dt
         y = self.proj(self.dec_norm(x)) + trend  # (L_d, N, K)
         return y[l:].transpose(0, 1)  # (N, H, K)
-
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D), state (ring (B, W−1, D),) or None (zeros) → [ring ; x] along time, (B, W−1+L, D)."""
-        W = self.config.window
-        ring = x.new_zeros(x.shape[0], W - 1, x.shape[-1]) if state is None else state[0]
-        return torch.cat([ring, x], 1)
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """x (B, L, D_in), state (ring,) with ring (B, W−1, D_in) or None (zeros) → y (B, L, H, K), new state."""
-        B, L, W = x.shape[0], x.shape[1], self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        windows = seq.unfold(1, W, 1).transpose(-1, -2)  # (B, L, W, D): windows[:, t] ends at x[:, t]
-        y = self.forecast(windows.flatten(0, 1)).unflatten(0, (B, L))  # (B·L, H, K) → (B, L, H, K)
-        return y, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """x (B, L, D_in) → the forecast at the last position only, (B, H, K): one window per row."""
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        return self.forecast(seq[:, seq.shape[1] - self.config.window :])
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """StreamingModel.training_forward; last_only runs the last window only, (B, 1, H, K)."""
-        if not last_only:
-            return super().training_forward(x, state)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        y = self.forecast(seq[:, seq.shape[1] - W :])  # (B, H, K)
-        return y.unsqueeze(1), {}, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure."""
-        window = torch.cat([state[0], x_t.unsqueeze(1)], 1)  # (B, W, D)
-        return self.forecast(window), (window[:, 1:],)

@@ -89,7 +89,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig
+from models.baselines.window import WindowModel
 from models.registry import register
 
 PE_BASE = 10000.0  # the sinusoid's wavelength base
@@ -345,11 +346,12 @@ class DecoderLayer(nn.Module):
 
 
 @register("informer")
-class Informer(StreamingModel):
+class Informer(WindowModel):
     """Informer forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, h−1, k] forecasts target k at t + h from the
     window x[:, t−W+1 : t+1] of every input column (zero-padded, or the state, before x[:, 0])."""
 
     Config = InformerConfig
+    time_major = True  # windows (N, W, D)
 
     def __init__(self, config: InformerConfig):
         super().__init__()
@@ -371,9 +373,6 @@ class Informer(StreamingModel):
         self.decoder = nn.ModuleList(DecoderLayer(c, self.n_dec, self.n_enc) for _ in range(c.d_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.proj = nn.Linear(d, c.n_targets)  # c_out = K
-
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.window - 1, self.config.d_input))]
 
     def embed(self, u: Tensor, conv: nn.Conv1d, n: int) -> tuple[Tensor, Tensor | None]:
         """Tokens u (N, n, D_in) → their embedding (N, n, d) and, in eval mode with select_f64, the same embedding
@@ -406,37 +405,3 @@ class Informer(StreamingModel):
         for i, layer in enumerate(self.decoder):
             g = layer(g, h, g64 if i == 0 else None)
         return self.proj(self.dec_norm(g[:, c.label_len :]))  # (N, H, K): the placeholders' positions
-
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D), state (ring (B, W−1, D),) or None (zeros) → [ring ; x], (B, W−1+L, D)."""
-        W = self.config.window
-        ring = x.new_zeros(x.shape[0], W - 1, x.shape[-1]) if state is None else state[0]
-        return torch.cat([ring, x], dim=1)
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """x (B, L, D_in), state (ring,) with ring (B, W−1, D_in) or None (zeros) → y (B, L, H, K), new state."""
-        B, L, W = x.shape[0], x.shape[1], self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        windows = seq.unfold(1, W, 1).transpose(2, 3)  # (B, L, W, D): windows[:, t] ends at x[:, t]
-        y = self.forecast(windows.reshape(B * L, W, x.shape[-1])).unflatten(0, (B, L))  # (B, L, H, K)
-        return y, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """x (B, L, D_in) → the forecast at the last position only, (B, H, K): one window per row."""
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        return self.forecast(seq[:, seq.shape[1] - self.config.window :])
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """StreamingModel.training_forward; last_only runs the model on the last window only, (B, 1, H, K)."""
-        if not last_only:
-            return super().training_forward(x, state)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        y = self.forecast(seq[:, seq.shape[1] - W :])  # (B, H, K)
-        return y.unsqueeze(1), {}, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure (in eval mode, see the docstring)."""
-        window = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)  # (B, W, D)
-        return self.forecast(window), (window[:, 1:],)

@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig, State
+from models.baselines.window import WindowModel
 from models.registry import register
 
 REVIN_EPS = 1e-5  # ε of RevIN's σ = √(var + ε), the paper's value
@@ -155,11 +156,12 @@ class PatchTSTConfig(ModelConfig):
 
 
 @register("patchtst")
-class PatchTST(StreamingModel):
+class PatchTST(WindowModel):
     """PatchTST forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, h−1, k] forecasts target k at t + h from
     x[:, t−W+1 : t+1, target_index[k]] (zero-padded, or the state, before x[:, 0])."""
 
     Config = PatchTSTConfig
+    time_major = False  # windows (N, K, W): the target channels
 
     def __init__(self, config: PatchTSTConfig):
         super().__init__()
@@ -175,8 +177,13 @@ class PatchTST(StreamingModel):
         self.head = nn.Linear(self.n_patches * c.d_model, c.horizon)
         self.register_buffer("patch_index", patch_index(c.window, c.patch_len, c.stride), persistent=False)
 
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.n_targets, self.config.window - 1))]
+    def register_columns(self, x: Tensor) -> Tensor:
+        """Channel-independent: the register keeps the target channels only, (..., K)."""
+        return x[..., self.target_index]
+
+    @property
+    def register_width(self) -> int:
+        return self.config.n_targets
 
     def param_groups(self, lr: float, weight_decay: float, ssm_lr: float = 1e-3) -> list[dict[str, Any]]:
         """The base groups, with the positional embedding moved to the no-decay group (an embedding)."""
@@ -210,33 +217,6 @@ class PatchTST(StreamingModel):
         K, W = w.shape[-2], w.shape[-1]
         y = self.forecast_windows(w.reshape(-1, W))  # (M, H), M = prod(...)·K
         return y.reshape(*w.shape[:-2], K, y.shape[-1]).transpose(-1, -2)
-
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D_in), state (ring (B, K, W−1),) or None (zeros) → each target's history (B, K, W−1+L)."""
-        B, K, W = x.shape[0], self.config.n_targets, self.config.window
-        ring = x.new_zeros(B, K, W - 1) if state is None else state[0]
-        return torch.cat([ring, x[..., self.target_index].transpose(1, 2)], dim=-1)
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """x (B, L, D_in), state (ring,) with ring (B, K, W−1) or None (zeros) → y (B, L, H, K), new state."""
-        W = self.config.window
-        seq = self._history(x, state)  # (B, K, W−1+L)
-        windows = seq.unfold(-1, W, 1).transpose(1, 2)  # (B, L, K, W): windows[:, t] ends at x[:, t]
-        return self.forecast(windows), (seq[..., seq.shape[-1] - (W - 1) :],)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """The forecast at the last position only, (B, H, K): one window per channel, not L."""
-        return self.forecast(self._history(x, state)[..., -self.config.window :])
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """As StreamingModel.training_forward; last_only runs the last window only (the window protocol)."""
-        if not last_only:
-            return super().training_forward(x, state, last_only)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, K, W−1+L)
-        y = self.forecast(seq[..., -W:]).unsqueeze(1)  # (B, 1, H, K)
-        return y, {}, (seq[..., seq.shape[-1] - (W - 1) :],)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure (in eval mode, see the docstring)."""

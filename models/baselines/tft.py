@@ -79,7 +79,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, State, StateField, StreamingModel
+from models.base import ModelConfig, State
+from models.baselines.window import WindowModel
 from models.registry import register
 
 NORM_EPS = 1e-5  # ε of the window normalization: σ = √(var + ε) (Time-Series-Library's value)
@@ -207,11 +208,12 @@ class InterpretableAttention(nn.Module):
 
 
 @register("tft")
-class TFT(StreamingModel):
+class TFT(WindowModel):
     """Temporal Fusion Transformer forecaster. x (B, L, D_in) → y (B, L, H, K); y[:, t, n−1, k] forecasts target k at
     t + n from the window x[:, t−W+1 : t+1] of every input column (zero-padded, or the state, before x[:, 0])."""
 
     Config = TFTConfig
+    time_major = True  # windows (N, W, D)
 
     def __init__(self, config: TFTConfig):
         super().__init__()
@@ -241,9 +243,6 @@ class TFT(StreamingModel):
         query = torch.arange(W, W + H).unsqueeze(-1)
         mask = torch.zeros(H, W + H).masked_fill(key > query, float("-inf"))
         self.register_buffer("causal_mask", mask, persistent=False)
-
-    def state_spec(self) -> list[StateField]:
-        return [StateField("window", (self.config.window - 1, self.config.d_input))]
 
     def param_groups(self, lr: float, weight_decay: float, ssm_lr: float = 1e-3) -> list[dict[str, Any]]:
         """The base groups, with the decoder's input embedding moved to the no-decay group (an embedding)."""
@@ -293,11 +292,6 @@ class TFT(StreamingModel):
         return self.forecast_parts(w)[0]
 
     # -- streaming ------------------------------------------------------------------------------------
-    def _history(self, x: Tensor, state: State | None) -> Tensor:
-        """x (B, L, D), state (ring (B, W−1, D),) or None (zeros) → [ring ; x] (B, W−1+L, D)."""
-        W = self.config.window
-        ring = x.new_zeros(x.shape[0], W - 1, x.shape[-1]) if state is None else state[0]
-        return torch.cat([ring, x], dim=1)
 
     def _last_window(self, x: Tensor, state: State | None) -> Tensor:
         seq = self._history(x, state)  # (B, W−1+L, D)
@@ -314,25 +308,6 @@ class TFT(StreamingModel):
             selected = self.selection(seq)[0]  # ξ̃ (B, W−1+L, d)
             y = self.decode(selected.unfold(1, W, 1).transpose(-1, -2).flatten(0, 1))[0]  # (B·L, W, d) → (B·L, H, K)
         return y.unflatten(0, (B, L)), (seq[:, seq.shape[1] - (W - 1) :],)  # (B, L, H, K)
-
-    def forward_last(self, x: Tensor, state: State | None = None) -> Tensor:
-        """x (B, L, D_in) → the forecast at the last position only, (B, H, K): one window per row."""
-        return self.forecast(self._last_window(x, state))
-
-    def training_forward(self, x: Tensor, state: State | None = None,
-                         last_only: bool = False) -> tuple[Tensor, dict[str, Tensor], State]:
-        """StreamingModel.training_forward; last_only runs the last window only, (B, 1, H, K)."""
-        if not last_only:
-            return super().training_forward(x, state)
-        W = self.config.window
-        seq = self._history(x, state)  # (B, W−1+L, D)
-        y = self.forecast(seq[:, seq.shape[1] - W :])  # (B, H, K)
-        return y.unsqueeze(1), {}, (seq[:, seq.shape[1] - (W - 1) :],)
-
-    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """x_t (B, D_in), state (ring,) → y_t (B, H, K), new state. Pure."""
-        window = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)  # (B, W, D)
-        return self.forecast(window), (window[:, 1:],)
 
     # -- interpretability -------------------------------------------------------------------------------
     def variable_importance(self, x: Tensor, state: State | None = None) -> Tensor:
