@@ -6,8 +6,8 @@ Throughput is in samples (time steps) per second; peak memory is the process's p
 above its resident set after building the model and the data (so it is what training itself needs).
 The Transformer attends over the whole sequence (window = L), as a Transformer trained on L does.
 
-Window models (those with a `window` field other than the Transformer: DLinear, PatchTST, iTransformer, Informer,
-FEDformer, TFT, ETSformer, Crossformer, …) train as their papers do, on the forecast at the last position of
+Window models (models.baselines.window.WindowModel: PatchTST, iTransformer, Informer, FEDformer, TFT, ETSformer,
+Crossformer) train as their papers do, on the forecast at the last position of
 windows of L samples (`training_forward(last_only=True)`): one forecast per window, where a sequence model learns
 from a forecast at every position of its L samples. `forecasts_per_s` counts the forecasts trained on per second
 for every model, and the ratios to the Transformer are taken on it, so the comparison is per forecast learned.
@@ -34,17 +34,17 @@ def measure(name: str, length: int, batch: int, steps: int, threads: int) -> dic
 
     import torch
 
+    from models.baselines.window import WindowModel
     from models.registry import create_model, model_class
     from models.training.trainer import training_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg: dict[str, Any] = {"target_index": (0,)}
-    windowed = "window" in model_class(name).Config.__dataclass_fields__
-    if windowed:
+    if "window" in model_class(name).Config.__dataclass_fields__:
         cfg["window"] = length
-    last_only = windowed and name != "transformer"  # a window model: one forecast per window of L samples
     model = create_model(name, d_input=D_INPUT, n_targets=1, horizon=HORIZON, **cfg)
+    last_only = isinstance(model, WindowModel)  # a window model: one forecast per window of L samples
     opt = torch.optim.AdamW(model.param_groups(1e-3, 0.01))
     x = torch.randn(batch, length, D_INPUT)
     y = torch.randn(batch, 1 if last_only else length, HORIZON, 1)

@@ -18,8 +18,8 @@ from tests.models.zoo_helpers import (
     HORIZON,
     N_TGT,
     TARGET_INDEX,
+    check_last_window_paths,
     check_window_steps,
-    random_state,
     rel_err,
     tiny_model,
 )
@@ -239,17 +239,7 @@ def test_step_reproduces_forward(dtype, tol):
 
 
 def test_last_window_paths():
-    """forward_last and training_forward(last_only=True) run the last window only: same forecast, same state."""
-    model = small()
-    x = torch.randn(3, 20, D_IN, dtype=torch.float64)
-    s0 = random_state(model, 3)
-    with torch.no_grad():
-        y, (ring,) = model.forward_with_state(x, s0)
-        y_last, aux, (ring_last,) = model.training_forward(x, s0, last_only=True)
-        assert rel_err(model.forward_last(x, s0), y[:, -1]) <= 1e-12
-        assert rel_err(model.forward_last(x), model(x)[:, -1]) <= 1e-12
-    assert y_last.shape == (3, 1, 6, N_TGT) and rel_err(y_last, y[:, -1:]) <= 1e-12 and aux == {}
-    assert torch.equal(ring_last, ring)
+    check_last_window_paths(small())
 
 
 def param_count(D, W, S, H, d, d_ff, n_layers, factor, win=2):

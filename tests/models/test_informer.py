@@ -27,8 +27,8 @@ from tests.models.zoo_helpers import (
     HORIZON,
     N_TGT,
     TARGET_INDEX,
+    check_last_window_paths,
     check_window_steps,
-    random_state,
     rel_err,
     tiny_model,
 )
@@ -361,16 +361,7 @@ def test_step_reproduces_forward(dtype, tol):
 
 
 def test_last_window_paths():
-    model = small()
-    x = torch.randn(3, 20, D_IN, dtype=F64)
-    s0 = random_state(model, 3)
-    with torch.no_grad():
-        y, (ring,) = model.forward_with_state(x, s0)
-        y_last, aux, (ring_last,) = model.training_forward(x, s0, last_only=True)
-        assert rel_err(model.forward_last(x, s0), y[:, -1]) <= 1e-12
-        assert rel_err(model.forward_last(x), model(x)[:, -1]) <= 1e-12
-    assert y_last.shape == (3, 1, HORIZON, N_TGT) and rel_err(y_last, y[:, -1:]) <= 1e-12 and aux == {}
-    assert torch.equal(ring_last, ring)
+    check_last_window_paths(small())
 
 
 def test_window_bounds_the_receptive_field():

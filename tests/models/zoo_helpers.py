@@ -138,6 +138,20 @@ def check_window_steps(model, dtype, tol: float, L: int) -> None:
         assert torch.equal(s_rec[0], s_par[0])
 
 
+def check_last_window_paths(model) -> None:
+    """forward_last and training_forward(last_only=True) run the last window only: the same forecast as forward's
+    last position (from a non-zero and from the zero state), the same state, no auxiliary terms."""
+    x = torch.randn(3, 20, D_IN, dtype=torch.float64)
+    s0 = random_state(model, 3)
+    with torch.no_grad():
+        y, (ring,) = model.forward_with_state(x, s0)
+        y_last, aux, (ring_last,) = model.training_forward(x, s0, last_only=True)
+        assert rel_err(model.forward_last(x, s0), y[:, -1]) <= 1e-12
+        assert rel_err(model.forward_last(x), model(x)[:, -1]) <= 1e-12
+    assert y_last.shape == (3, 1, model.config.horizon, N_TGT) and rel_err(y_last, y[:, -1:]) <= 1e-12 and aux == {}
+    assert torch.equal(ring_last, ring)
+
+
 def window_register(model) -> int:
     """W when the model's whole state is a shift register of its last W − 1 inputs (a window model), else 0.
 
