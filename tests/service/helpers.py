@@ -89,8 +89,9 @@ async def publish(port: int, messages) -> list[kpm_pb2.IngestAck]:
 
 
 async def wait_for(cond, timeout=10.0):
+    """Until cond() is true (a coroutine function's result is awaited); AssertionError after `timeout` s."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
+    while not ((await r) if asyncio.iscoroutine(r := cond()) else r):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.02)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.models.zoo_helpers import tiny_model
-from tests.service.helpers import KPIS, NORM, T0_MS, TARGETS, indication, kpi_values, publish, running_xapp
+from tests.service.helpers import KPIS, NORM, T0_MS, TARGETS, indication, kpi_values, publish, running_xapp, wait_for
 
 # The research baselines (README, "The model zoo"): window models whose step cost grows with the window.
 RESEARCH_BASELINES = ["patchtst", "itransformer", "informer", "fedformer", "tft", "etsformer", "crossformer"]
@@ -55,18 +55,8 @@ async def test_a_research_baseline_bundle_serves_forecasts_over_rest(name, tmp_p
                     body = r.json() if r.status_code == 200 else {}
                     return int(body.get("timestampMs", 0)) == T0_MS + 1000 * (STEPS - 1)
 
-                await wait_for_async(last_sample_stepped)
+                await wait_for(last_sample_stepped)
                 got = np.stack([body["point"][t] for t in TARGETS], 1)  # (H, K)
                 want = expected_forecast(model, c)
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
-
-async def wait_for_async(cond, timeout: float = 10.0) -> None:
-    """Await cond() until it is true (AssertionError after `timeout` seconds)."""
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
