@@ -153,6 +153,25 @@ class StreamingModel(nn.Module):
         """x (B, L, D_in) → y (B, L, H, K). Subclasses may override with a faster stateless path."""
         return self.forward_with_state(x, state)[0]
 
+    def training_event(self, step: int, plateau: bool) -> dict[str, Any] | None:
+        """The model's own training schedule (SSMA's dense → lottery-ticket → dynamic phases, NSM's pruning), called
+        by the trainer after each optimizer step: `step` steps done, `plateau` when validation has not improved for
+        `patience` evaluations. Returns None, or an event the trainer logs (a JSON-able dict, written to
+        history.jsonl). An event with "phase" starts a new training phase: the trainer restarts early stopping and
+        the best checkpoint (the result is the last phase's best) and, with "reset_optimizer": True (after a
+        rewind of the weights), clears AdamW's moments. Default: no schedule (None; a plateau stops training)."""
+        return None
+
+    def export_form(self) -> StreamingModel:
+        """The model a bundle stores and serves: the same function in its cheapest form (NSM: pruned state
+        nodes compacted away). Default: the model itself."""
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the trained model a bundle records under "model_info" (sparsity, quantization, active
+        state nodes). Default: none."""
+        return {}
+
     def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> State:
         """Zero state for `batch` cells, in the model's parameter dtype unless given."""
         ref = next(self.parameters(), None)

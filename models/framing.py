@@ -230,5 +230,11 @@ class FramedModel(StreamingModel):
                            "group": "norm"})
         return groups
 
+    def training_event(self, step: int, plateau: bool) -> dict[str, Any] | None:
+        return self.core.training_event(step, plateau)
+
+    def describe(self) -> dict[str, Any]:
+        return self.core.describe()  # export_form stays the framed model itself: its core is served as trained
+
 
 __all__ = ["CausalNorm", "FramedModel", "build_model", "core_model", "is_framed"]

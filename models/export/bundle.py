@@ -52,7 +52,7 @@ def write_bundle(
                          f"d_input={cfg.d_input}, n_targets={cfg.n_targets}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
+    model = model.export_form().float().eval()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         files: dict[str, dict[str, str]] = {}
@@ -87,6 +87,7 @@ def write_bundle(
             "files": files,
             "data": data or {},
             "metrics": metrics or {},
+            "model_info": model.describe(),
         }
         if model.name == "ms3m" and not is_framed(cfg):  # one step graph per expert plus the gate (expert-level
             # serving); a framed MS³M is served through its whole step graph

@@ -130,6 +130,7 @@ class Trainer:
                                      seed=config.seed + 1000 * self.rank)
         self.lanes = Lanes(self.sampler, config.batch_size)
         self.lane_state = None
+        self.events: list[dict[str, Any]] = []  # the model's training events (phases, pruning), in order
 
     # -- persistence ---------------------------------------------------------------------------
     @property
@@ -283,6 +284,9 @@ class Trainer:
                                                 "val_mse": val, "lr_factor": lr_factor(self.step, c.warmup_steps,
                                                 c.max_steps, c.min_lr_ratio, self.halve_every)}) + "\n")
                     self.save_checkpoint()
+                event = self.model.training_event(self.step, self.bad_evals >= c.patience)
+                if event is not None:
+                    self._on_training_event(event)
                 bar(self.step, losses[-1], self.best_val)
         if self.is_main and self.bad_evals >= c.patience:
             self.log(f"early stop at step {self.step}: no improvement for {c.patience} evaluations")
@@ -292,12 +296,32 @@ class Trainer:
                   "val_metric": c.loss, "train_seconds": time.perf_counter() - start,
                   "parameters": sum(p.numel() for p in self.model.parameters()),
                   "state_bytes_per_cell": self.model.state_bytes_per_cell()}
+        if self.events:
+            result["events"] = self.events
+        if self.model.describe():
+            result["model_info"] = self.model.describe()
         if self.is_main:
             result.update(self.test_metrics())
             self._write_json("result.json", result)
         if self.distributed:
             torch.distributed.barrier()
         return result
+
+    def _on_training_event(self, event: dict[str, Any]) -> None:
+        """Log a model's training event (StreamingModel.training_event); a new phase restarts early stopping and
+        the best checkpoint, and clears the optimizer's moments when the event asks."""
+        event = dict(event)
+        reset_optimizer = bool(event.pop("reset_optimizer", False))
+        self.events.append({"step": self.step, **event})
+        if self.is_main:
+            self.log(f"step {self.step}: " + ", ".join(f"{k} {v}" for k, v in event.items()))
+            with open(self.run_dir / "history.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, "event": event}, default=_json_default) + "\n")
+        if "phase" in event:
+            self.best_val, self.best_step, self.bad_evals = math.inf, -1, 0
+            (self.run_dir / "best.safetensors").unlink(missing_ok=True)
+            if reset_optimizer:
+                self.optimizer.state.clear()
 
     def _sync(self, value: float) -> float:
         """Broadcast rank 0's value so every rank takes the same early-stopping decision."""

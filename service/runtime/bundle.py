@@ -106,6 +106,7 @@ class BundleManifest(_Strict):
     gate: dict[str, Any] | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    model_info: dict[str, Any] = Field(default_factory=dict)  # the model's own facts (sparsity, quantization, …)
 
     @field_validator("format_version")
     @classmethod

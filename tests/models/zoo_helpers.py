@@ -17,6 +17,7 @@ TINY = {
     "d_model": 8, "n_layers": 2, "d_state": 8, "d_inner": 16, "expand": 2, "n_heads": 2, "d_ff": 16,
     "window": 48, "d_head": 4, "kernel_size": 3, "d_conv": 3, "patch_len": 4, "stride": 4, "n_experts": 3,
     "d_hidden": 16, "rank": 2, "top_k": 2, "d_feature": 8, "d_gate": 8,
+    "r": 2, "m": 4, "n_states": 4, "max_states": 6, "num_scales": 2,  # the seed architectures (models/seeds)
     "experts": [  # MS³M: three tiny experts, one per scale
         {"kind": "s4d", "scale": 1, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},
         {"kind": "lru", "scale": 4, "d_model": 8, "n_layers": 1, "options": {"d_state": 4}},

@@ -82,6 +82,32 @@ def test_stateful_lanes_carry_state_between_windows(tmp_path: Path):
     assert cont is None and not m[:, :-1].any()
 
 
+def test_model_training_events_start_phases_and_reach_the_result(tmp_path: Path):
+    """A model's own schedule (StreamingModel.training_event): a "phase" event at a plateau restarts early
+    stopping instead of stopping, "reset_optimizer" clears AdamW's moments, events reach history and result."""
+    t = Trainer(config(max_steps=200, lr=1e-12, ssm_lr=1e-12, patience=1), tmp_path / "run", progress=False)
+    seen: list[tuple[int, bool]] = []
+    adam_steps: dict[int, float] = {}
+
+    def schedule(step: int, plateau: bool):
+        seen.append((step, plateau))
+        adam_steps[step] = float(next(iter(t.optimizer.state.values()))["step"])
+        if plateau and sum(p for _, p in seen) == 1:  # the first plateau starts phase 2; the second one stops
+            return {"phase": "second", "reset_optimizer": True}
+        return None
+
+    t.model.training_event = schedule
+    t.model.describe = lambda: {"phase": "second"}
+    result = t.fit()
+    plateaus = [s for s, p in seen if p]
+    assert plateaus == [20, 40] and result["steps"] == 40, seen  # lr ≈ 0: flat, but the phase's first eval improves
+    assert len(seen) == 40 and result["best_step"] == 30  # the last phase's best
+    assert adam_steps[20] == 20 and adam_steps[21] == 1  # the moments restarted with the phase
+    assert result["events"] == [{"step": 20, "phase": "second"}] and result["model_info"] == {"phase": "second"}
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert {"step": 20, "event": {"phase": "second"}} in history
+
+
 @pytest.mark.parametrize("bad, message", [
     ("timestamp,DL\n2024-01-01 00:00:00,1\n", "column"),
     ("ts,DL\n2024-01-01 00:00:00,abc\n2024-01-01 00:00:01,2\n", "DL"),
