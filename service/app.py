@@ -198,7 +198,7 @@ class XApp:
         while True:
             await asyncio.sleep(1.0)
             await self._set_health()
-            self.control.publish_expert_gauges()
+            self.control.publish_gauges()
 
     async def stop(self, grace_s: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()

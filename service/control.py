@@ -230,10 +230,21 @@ class StepControl:
                 if isinstance(path, str) and host is not None and Path(path).resolve() != host.bundle.root.resolve():
                     self.request_swap(name, path)
 
-    def publish_expert_gauges(self) -> None:
-        """ms3m_expert_active / ms3m_expert_share from the routers' hosts (event loop, once a second)."""
+    def publish_gauges(self) -> None:
+        """The gauges read off the hosts (event loop, once a second): ms3m_forecast_mae and
+        ms3m_forecast_interval_coverage of every host, ms3m_expert_active / ms3m_expert_share of the routers'."""
+        for host in self.hosts:
+            mae, coverage = host.intervals.recent_mae(), host.intervals.recent_coverage()
+            for k, kpi in enumerate(host.targets):
+                if np.isfinite(coverage[k]):
+                    self.metrics.interval_coverage.labels(host.name, kpi).set(float(coverage[k]))
+                for h in range(host.horizon):
+                    if np.isfinite(mae[h, k]):
+                        self.metrics.forecast_mae.labels(host.name, kpi, str(h + 1)).set(float(mae[h, k]))
         for router in self.routers.values():
             host = router.host
+            for name in host.expert_names:  # series at 0 before the router's first switch
+                self.metrics.expert_activations.labels(name)
             cells = host.table.cells()
             if not cells:
                 continue

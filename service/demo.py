@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -103,7 +104,6 @@ def _fmt(v: float) -> str:
 def render(xapp, sim_stats: dict, started: float, max_rows: int = 14, status: str = ""):
     """A rich renderable: header line and the cell table."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     host = xapp.hosts[0]
@@ -124,10 +124,7 @@ def render(xapp, sim_stats: dict, started: float, max_rows: int = 14, status: st
         f"latency p50 {lat['p50'] * 1e3:.1f} ms p99 {lat['p99'] * 1e3:.1f} ms  " if lat["p50"] else "",
         f"actions {len(xapp.actions)}  " + (f"expert compute {compute:.0%}  " if compute is not None else ""),
         f"up {time.time() - started:.0f}s  (Ctrl-C to stop)", *([f"\n{status}"] if status else []))
-    t = Table(expand=True)
-    for col in ("cell", "DL thp now", "DL +1 [90%]", f"DL +{host.horizon}", "PRB % now",
-                f"PRB +{host.horizon}", "active experts (gate weight)", "latest action"):
-        t.add_column(col, overflow="fold")
+    rows = []
     cells = sorted(host.table.cells())[:max_rows]
     ffill = host.table.arrays[-2]
     for cell in cells:
@@ -144,10 +141,50 @@ def render(xapp, sim_stats: dict, started: float, max_rows: int = 14, status: st
             active = host.active[slot]
             experts = " ".join(f"{n}:{w:.2f}" for n, w, a in zip(host.expert_names, gate, active) if a)
         act = last_action.get(cell)
-        t.add_row(cell, _fmt(dl_now), f"{_fmt(point[0, k_dl])} [{_fmt(lower[0, k_dl])}, {_fmt(upper[0, k_dl])}]",
-                  _fmt(point[-1, k_dl]), _fmt(prb_now), _fmt(point[-1, k_prb]) if k_prb is not None else "–",
-                  experts, f"{act['kind']}: {act['reason'][:60]}" if act else "")
-    return Group(header, t)
+        said = textwrap.shorten(f"{act['kind']}: {act['reason']}", 160, placeholder=" …") if act else ""
+        rows.append((cell, _fmt(dl_now), f"{_fmt(point[0, k_dl])} [{_fmt(lower[0, k_dl])}, {_fmt(upper[0, k_dl])}]",
+                     _fmt(point[-1, k_dl]), _fmt(prb_now), _fmt(point[-1, k_prb]) if k_prb is not None else "–",
+                     experts, said))
+    heads = ("cell", "DL thp now", "DL +1 [90%]", f"DL +{host.horizon}", "PRB % now", f"PRB +{host.horizon}",
+             "active experts (gate weight)", "latest action")
+    return Group(header, LiveTable(heads, rows))
+
+
+class LiveTable:
+    """The cell table, fitted to the terminal: numbers never wrap or truncate (their columns are as wide as their
+    widest entry), the two text columns (experts, action) share the rest and wrap between words, and on a
+    terminal too narrow for every column the least important ones are left out (DROP_ORDER)."""
+
+    TEXT_MIN = (12, 24)  # experts, action: narrowest useful widths
+    DROP_ORDER = (4, 1, 5, 6)  # PRB now, DL now, PRB +H, experts
+
+    def __init__(self, heads: tuple[str, ...], rows: list[tuple[str, ...]]):
+        self.heads, self.rows = heads, rows
+
+    def _widths(self) -> list[int]:
+        numeric = [max([len(h), *(len(r[i]) for r in self.rows)]) for i, h in enumerate(self.heads[:6])]
+        return numeric + list(self.TEXT_MIN)
+
+    def table(self, width: int):
+        from rich.table import Table
+
+        widths, keep = self._widths(), list(range(len(self.heads)))
+        for i in self.DROP_ORDER:  # each column costs its width plus padding and a border (3)
+            if sum(widths[j] + 3 for j in keep) + 1 <= width:
+                break
+            keep.remove(i)
+        t = Table(expand=True)
+        for i in keep:
+            if i < 6:
+                t.add_column(self.heads[i], no_wrap=True, min_width=widths[i])
+            else:
+                t.add_column(self.heads[i], overflow="fold", min_width=widths[i], ratio=1 if i == 6 else 2)
+        for r in self.rows:
+            t.add_row(*(r[i] for i in keep))
+        return t
+
+    def __rich_console__(self, console, options):
+        yield self.table(options.max_width)
 
 
 async def swap_in_when_trained(xapp, proc: subprocess.Popen, steps: int, status: dict, log_path: Path) -> None:

@@ -11,6 +11,12 @@ WARMUP_BUCKETS = (*LATENCY_BUCKETS, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384)
 
 
+# Label values known in advance: their series exist (at 0) from the start, so a dashboard panel on a failure
+# counter shows 0 rather than "No data" until the first failure.
+REDIS_OPS = ("append", "flush", "snapshot", "window")
+DROP_REASONS = ("step_error", "non_finite", "table_full")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         r = self.registry = registry or CollectorRegistry()
@@ -33,10 +39,10 @@ class Metrics:
         self.callback_errors = Counter("ms3m_engine_callback_errors_total",
                                        "steps whose routing / action / publishing callback failed", registry=r)
         self.forecast_mae = Gauge("ms3m_forecast_mae", "recent mean absolute forecast error, KPI units",
-                                  ["kpi", "horizon"], registry=r)
+                                  ["model", "kpi", "horizon"], registry=r)
         self.interval_coverage = Gauge("ms3m_forecast_interval_coverage",
-                                       "recent fraction of realized values inside their 1-step interval", ["kpi"],
-                                       registry=r)
+                                       "recent fraction of realized values inside their 1-step interval",
+                                       ["model", "kpi"], registry=r)
         self.actions = Counter("ms3m_actions_total", "control actions emitted", ["kind", "mode"], registry=r)
         self.expert_active = Gauge("ms3m_expert_active_cells", "cells where an MS³M expert is active", ["expert"],
                                    registry=r)
@@ -60,3 +66,7 @@ class Metrics:
         self.subscribers = Gauge("ms3m_subscribers", "open Forecasting.Subscribe streams", registry=r)
         self.subscriber_drops = Counter("ms3m_subscriber_dropped_total", "events dropped for slow subscribers",
                                         registry=r)
+        for op in REDIS_OPS:
+            self.redis_errors.labels(op)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +54,9 @@ def _forecast_json(f) -> dict[str, Any]:
 
 def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
     """The REST app for one xApp instance."""
-    app = FastAPI(title="MS³M xApp", version=__version__,
+    # API docs (Swagger UI at /docs, ReDoc at /redoc) from assets installed with the package: RIC clusters are
+    # usually air-gapped, and a CDN-hosted page is blank there
+    app = FastAPIOffline(title="MS³M xApp", version=__version__,
                   description="Streaming KPI forecasts and control actions from multi-scale state-space models. "
                   "A1 objective policies (policy type 20300) steer the models' objectives and compute budget.")
     limit = xapp.settings.http_max_body_bytes

@@ -54,7 +54,12 @@ class ConformalIntervals:
         self._pool_pos = 0
         self._pool_new = np.zeros(HK, np.int64)  # finite residuals pushed per (h, k) since the last refresh
         self._qpool = np.full(HK, np.nan, np.float32)
+        # realized h=1 coverage, exponentially weighted over the last ~COVERAGE_MEMORY observations per target
+        self._cov_n = np.zeros(K, np.float64)
+        self._cov_in = np.zeros(K, np.float64)
         self.set_coverage(coverage)
+
+    COVERAGE_MEMORY = 1024  # observations (all cells together) behind recent_coverage()
 
     # -- configuration ------------------------------------------------------------------------------
     def set_coverage(self, coverage: float) -> None:
@@ -149,7 +154,14 @@ class ConformalIntervals:
             self._res[s, at] = r
             self._pushed[s] = pushed + 1
             self._push_pool(r, ok)
-        return (a < self._lo1[slots]) | (a > self._hi1[slots])  # NaN on either side compares False
+        lo, hi = self._lo1[slots], self._hi1[slots]
+        outside = (a < lo) | (a > hi)  # NaN on either side compares False
+        scored = ~np.isnan(lo) & ~np.isnan(a)  # (N, K) an interval was issued and the value realized
+        m = scored.sum(axis=0)
+        decay = (1.0 - 1.0 / self.COVERAGE_MEMORY) ** m
+        self._cov_n = self._cov_n * decay + m
+        self._cov_in = self._cov_in * decay + (scored & ~outside).sum(axis=0)
+        return outside
 
     def record(self, slots: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Store the forecasts made after the sample: point (N, H, K). Returns (lower, upper) (N, H, K)
@@ -173,6 +185,23 @@ class ConformalIntervals:
         self._lo1[slots] = np.where(cal1, lower[:, 0], np.nan)
         self._hi1[slots] = np.where(cal1, upper[:, 0], np.nan)
         return lower, upper, cal.all(axis=1)
+
+    # -- what the service reports --------------------------------------------------------------------------
+    def recent_mae(self) -> np.ndarray:
+        """(H, K) mean absolute error of the forecasts h = 1..H steps ahead over the pooled reservoir (the last
+        pool_size residual rows of all cells), in the targets' units; NaN where none was realized yet. Read from
+        another thread it may mix rows of two pushes: a monitoring figure, not a calibration input."""
+        pool = self._pool.copy()
+        n = np.count_nonzero(~np.isnan(pool), axis=1)
+        total = np.nansum(pool, axis=1)
+        mae = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        return mae.reshape(self.horizon, self.n_targets).astype(np.float64)
+
+    def recent_coverage(self) -> np.ndarray:
+        """(K,) fraction of realized values inside the h=1 interval issued with the forecast before them,
+        exponentially weighted over the last ~COVERAGE_MEMORY scored observations; NaN before the first."""
+        n, inside = self._cov_n.copy(), self._cov_in.copy()
+        return np.where(n > 0, inside / np.maximum(n, 1e-300), np.nan)
 
     # -- quantiles ----------------------------------------------------------------------------------------
     def _refresh_local(self, slots: np.ndarray, count: np.ndarray) -> np.ndarray:

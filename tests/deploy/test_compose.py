@@ -231,3 +231,39 @@ def test_dashboard_queries_name_only_exported_metrics_and_labels(live_service):
         if "label_values(" in expr:
             metric, label = re.search(r"label_values\((\w+),\s*(\w+)\)", expr).groups()
             assert label in live_service.labels[families[metric]]
+
+
+def _selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """(series name, [(label, op, value)]) of every `ms3m_…{…}` selector in a PromQL expression."""
+    out = []
+    for name, body in re.findall(r"\b(ms3m_[a-zA-Z0-9_]+)(?:\{([^}]*)\})?", expr):
+        matchers = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"', body or "")
+        out.append((name, matchers))
+    return out
+
+
+def _matches(labels: dict[str, str], matchers: list[tuple[str, str, str]]) -> bool:
+    for label, op, value in matchers:
+        if "$" in value:  # a dashboard variable: any value Grafana could substitute
+            continue
+        have = labels.get(label, "")
+        full = re.fullmatch(value, have) is not None if op in ("=~", "!~") else have == value
+        if full != (op in ("=", "=~")):
+            return False
+    return True
+
+
+def test_every_dashboard_query_returns_data_from_a_live_xapp(live_service):
+    """Each selector of each panel matches at least one series the running xApp exports (Grafana would show
+    "No data" otherwise, e.g. for a labelled counter whose labels were never initialized)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, list[dict[str, str]]] = {}
+    for fam in text_string_to_metric_families(live_service.text):
+        for s in fam.samples:
+            samples.setdefault(s.name, []).append(s.labels)
+    dash = json.loads(DASHBOARD.read_text())
+    empty = [(title, name, matchers) for title, expr, _ in dashboard_queries(dash)
+             for name, matchers in _selectors(expr)
+             if not any(_matches(labels, matchers) for labels in samples.get(name, []))]
+    assert not empty, f"queries with no data on a live xApp: {empty}"

@@ -173,3 +173,31 @@ def test_ensure_capacity_keeps_state():
     ci.observe(s, np.array([[2.0]], np.float32))
     _, hi2, cal = ci.record(s, np.zeros((1, 1, 1), np.float32))
     assert cal[0] and hi2[0, 0, 0] == hi[0, 0, 0] == 3.0
+
+
+def test_reported_mae_and_coverage_are_the_stream_s(monkeypatch):
+    """recent_mae (the pooled residuals, per horizon) and recent_coverage (h=1 intervals, weighted over the
+    last COVERAGE_MEMORY observations) agree with the errors and the outside flags of the stream itself."""
+    monkeypatch.setattr(ConformalIntervals, "COVERAGE_MEMORY", 10**12)  # ≈ no decay: a plain fraction
+    H, K, cells, steps = 3, 2, 4, 300
+    ci = ConformalIntervals(H, K, coverage=0.8, window=64, pool_size=4 * steps)
+    ci.ensure_capacity(cells)
+    slots = np.arange(cells)
+    assert np.isnan(ci.recent_mae()).all() and np.isnan(ci.recent_coverage()).all()
+    stream = ar1_stream(cells, steps, K=K, seed=3)
+    errors = [[] for _ in range(H)]
+    inside, scored = np.zeros(K), np.zeros(K)
+    issued = np.zeros((cells, K), bool)
+    for t, x in enumerate(stream):
+        out = ci.observe(slots, x)
+        for h in range(1, H + 1):
+            if t - h >= 0:
+                errors[h - 1].append(np.abs(x - stream[t - h]))  # naive forecast made h samples ago
+        scored += issued.sum(axis=0)  # where an h=1 interval was issued (q > 0: calibrated, continuous values)
+        inside += (issued & ~out).sum(axis=0)
+        lower, _, _ = ci.record(slots, np.repeat(x[:, None, :], H, axis=1))
+        issued = lower[:, 0] < x
+    expected = np.stack([np.concatenate(e).mean(axis=0) for e in errors])  # (H, K)
+    np.testing.assert_allclose(ci.recent_mae(), expected, rtol=1e-5)
+    np.testing.assert_allclose(ci.recent_coverage(), inside / scored, rtol=1e-6)
+    assert 0.7 < ci.recent_coverage().min() < 0.95  # near the nominal 0.8

@@ -26,6 +26,31 @@ async def test_live_table_shows_cells_forecasts_and_experts(tmp_path, monkeypatc
     assert cache_dir() == tmp_path / "demo" / "v2"
 
 
+async def test_no_number_in_the_live_table_is_cut_at_any_terminal_width(tmp_path):
+    """Numbers keep their columns' width; long action texts wrap between words (they were cut mid-number)."""
+    import re
+
+    bundle = make_bundle(tmp_path, "ms3m")
+    async with running_xapp([bundle]) as xapp:
+        await publish(xapp.grpc_port, [indication(3, t, mid=t + 1) for t in range(10)])
+        await wait_for(lambda: xapp.engine.samples == 30)
+        reason = ("DRB.UEThpDl = 12.345 outside its forecast interval [8.876, 11.234] (expected 10.055; "
+                  "coverage 0.9012 over the last 600 samples, 17 consecutive misses)")
+        xapp.actions.append({"cell_id": "cell-001", "kind": "anomaly_alarm", "reason": reason})
+        for width in (70, 90, 120, 220):
+            out = io.StringIO()
+            Console(file=out, width=width).print(render(xapp, {"rate_now": 1.0}, 0.0))
+            text = out.getvalue()
+            rows = [line for line in text.splitlines() if "│" in line]
+            cells = [c.strip() for line in rows for c in line.split("│")]
+            for number in re.findall(r"[\d.]+", reason):  # each number whole in one table cell line
+                assert any(re.search(rf"(?<![\d.]){re.escape(number)}(?![\d.])", c) for c in cells), (width, number)
+            for c in range(3):
+                assert f"cell-{c:03d}" in text, width
+            intervals = re.findall(r"\S+ \[\S+, \S+\]", text)  # "9503.8 [4519.8, 14.5k]": each on one line
+            assert len(intervals) >= 3, (width, text)  # the three cells' forecasts with their intervals
+
+
 async def test_the_trained_bundle_is_swapped_in_when_its_training_ends(tmp_path, monkeypatch):
     import shutil
     from types import SimpleNamespace
