@@ -8,9 +8,12 @@ compose-spec/compose-spec schema/compose-spec.json, Apache-2.0), so nothing is v
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -267,3 +270,52 @@ def test_every_dashboard_query_returns_data_from_a_live_xapp(live_service):
              for name, matchers in _selectors(expr)
              if not any(_matches(labels, matchers) for labels in samples.get(name, []))]
     assert not empty, f"queries with no data on a live xApp: {empty}"
+
+
+# -- the dashboard against Grafana's own schema ------------------------------------------------------------------
+TYPESCRIPT = "5.8.3"
+
+
+def grafana_schema_checker(version: str) -> Path:
+    """A folder with TypeScript and `@grafana/schema` of the Grafana `version` compose pins (npm, cached under
+    $XDG_CACHE_HOME/ms3m); skips the test with the reason when npm or its registry is unavailable."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("needs npm (Node.js) to fetch @grafana/schema and TypeScript for the dashboard schema check")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ms3m" / f"grafana-schema-{version}"
+    tsc = cache / "node_modules" / ".bin" / "tsc"
+    if not (tsc.exists() and (cache / "node_modules" / "@grafana" / "schema").is_dir()):
+        cache.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run([npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--silent",
+                              f"typescript@{TYPESCRIPT}", f"@grafana/schema@{version}"],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            pytest.skip(f"could not install @grafana/schema@{version} from npm: {out.stderr.strip()[-300:]}")
+    return cache
+
+
+def typecheck_dashboard(checker: Path, dash: dict, name: str) -> subprocess.CompletedProcess:
+    """Type-check the dashboard as an object literal of Grafana's `Dashboard` type: unknown properties, wrong
+    types and wrong enum / literal values are errors."""
+    src = checker / f"{name}.ts"
+    src.write_text('import type { Dashboard } from "@grafana/schema/dist/esm/raw/dashboard/x/dashboard_types.gen";\n'
+                   f"export const dashboard: Dashboard = {json.dumps(dash, indent=1)};\n")
+    try:
+        return subprocess.run([str(checker / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict",
+                               "--skipLibCheck", "--moduleResolution", "node", "--target", "es2020", str(src)],
+                              capture_output=True, text=True, timeout=300, cwd=checker)
+    finally:
+        src.unlink(missing_ok=True)
+
+
+def test_dashboard_matches_the_schema_of_the_pinned_grafana(compose):
+    image = compose["services"]["grafana"]["image"]
+    version = re.fullmatch(r"grafana/grafana:(\d+\.\d+\.\d+)", image).group(1)
+    checker = grafana_schema_checker(version)
+    dash = json.loads(DASHBOARD.read_text())
+    ok = typecheck_dashboard(checker, dash, f"ms3m-{uuid.uuid4().hex[:8]}")
+    assert ok.returncode == 0, f"the dashboard does not match Grafana {version}'s schema:\n{ok.stdout}{ok.stderr}"
+    broken = json.loads(DASHBOARD.read_text())
+    broken["panels"][0]["gridPoss"] = broken["panels"][0].pop("gridPos")  # a misspelt field: the check must bite
+    bad = typecheck_dashboard(checker, broken, f"ms3m-broken-{uuid.uuid4().hex[:8]}")
+    assert bad.returncode != 0 and "gridPoss" in bad.stdout
