@@ -45,7 +45,10 @@ def policy_from_json(doc: Any) -> policy_pb2.ObjectivePolicy:
     msg["objective"] = _enum_value(common_pb2.Objective, "OBJECTIVE", doc["objective"])
     if "actionMode" in doc:
         msg["actionMode"] = _enum_value(common_pb2.ActionMode, "ACTION_MODE", doc["actionMode"])
-    return json_format.ParseDict(msg, policy_pb2.ObjectivePolicy())
+    try:
+        return json_format.ParseDict(msg, policy_pb2.ObjectivePolicy())
+    except json_format.ParseError as e:  # what the schema cannot say (a number out of the field's range)
+        raise PolicyValidationError(str(e)) from None
 
 
 def policy_to_json(policy: policy_pb2.ObjectivePolicy) -> dict[str, Any]:

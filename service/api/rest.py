@@ -6,6 +6,7 @@ with a hint; an overloaded engine answers 503 with Retry-After.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -25,14 +26,14 @@ if TYPE_CHECKING:
 
 class SampleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timestampMs: int = Field(gt=0)
+    timestampMs: int = Field(gt=0, lt=2**63, description="end of the granularity period, Unix epoch ms")
     values: list[float | None] = Field(max_length=256, description="aligned with measNames; null = absent")
 
 
 class PredictIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cellId: str = Field(min_length=1, max_length=64)
-    granularityPeriodMs: int = Field(1000, gt=0)
+    granularityPeriodMs: int = Field(1000, gt=0, lt=2**32)
     measNames: list[str] = Field(min_length=1, max_length=256)
     samples: list[SampleIn] = Field(min_length=1, max_length=100_000, description="oldest first")
 
@@ -40,6 +41,11 @@ class PredictIn(BaseModel):
 class SwapIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bundle: str = Field(min_length=1, max_length=4096, description="bundle directory on the xApp's file system")
+
+
+def _reject_constant(name: str) -> float:
+    """json.loads hook: NaN and ±Infinity are not JSON (RFC 8259); Python's parser would accept them."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _forecast_json(f) -> dict[str, Any]:
@@ -210,9 +216,9 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
         if (err := _type_or_404(type_id)) is not None:
             return err
         try:
-            doc = await request.json()
-        except ValueError:
-            return JSONResponse({"detail": "body is not JSON"}, 400)
+            doc = json.loads(await request.body(), parse_constant=_reject_constant)
+        except ValueError as e:  # also UnicodeDecodeError
+            return JSONResponse({"detail": f"body is not JSON: {e}"}, 400)
         try:
             created = xapp.policies.put(policy_id, doc)
         except PolicyValidationError as e:

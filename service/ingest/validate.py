@@ -189,6 +189,10 @@ class IngestValidator:
                 sst = r.slice.sst if r.HasField("slice") else None
                 sd = r.slice.sd if r.HasField("slice") and r.slice.HasField("sd") else None
                 ue = r.ue_id if r.HasField("ue_id") else None
+                if (sst is not None and sst > 255) or (sd is not None and sd > 0xFFFFFF):
+                    rej.add(mid, i, R.REJECT_REASON_MALFORMED, f"S-NSSAI sst {sst} / sd {sd} out of range "
+                            "(sst 0–255, sd 24 bits: 0–16777215)")
+                    continue
                 if ue is not None and not match(ue):
                     rej.add(mid, i, R.REJECT_REASON_MALFORMED, "ue_id is not 1–64 of [A-Za-z0-9_.:-]")
                     continue

@@ -117,6 +117,15 @@ async def test_bad_input_is_rejected_and_counted_never_corrupting_state(bundles)
         assert xapp.hosts[0].table.slot("newcell") is None  # cold start keeps no state
         text = (await httpx.AsyncClient().get(f"http://127.0.0.1:{xapp.http_port}/metrics")).text
         assert 'ms3m_ingest_rejected_total{reason="duplicate"} 2.0' in text
+        # S-NSSAI out of its ranges (sst 8 bits, sd 24 bits)
+        for sst, sd in ((256, None), (1, 1 << 24)):
+            sl = indication(1, 3, mid=11 + sst)
+            sl.reports[0].slice.sst = sst
+            if sd is not None:
+                sl.reports[0].slice.sd = sd
+            (ack,) = await publish(xapp.grpc_port, [sl])
+            assert {rc.reason: rc.count for rc in ack.rejections} == {R.REJECT_REASON_MALFORMED: 1}
+            assert "S-NSSAI" in ack.details[0].detail
         # the service is still healthy
         ok = await publish(xapp.grpc_port, [indication(2, 2, mid=10)])
         assert ok[0].accepted == 2
@@ -137,6 +146,13 @@ async def test_rest_predict_indications_and_limits(bundles):
             {"cellId": "r1", "timestampMs": "5000", "sequence": "1", "values": [1, 2, 3]}]}
         assert (await http.post("/v1/indications", json=ind)).json()["accepted"] == "1"
         assert (await http.post("/v1/indications", content=b"{nope")).status_code == 422
+        # values past what the wire types hold are 422 with the field named, never a 500
+        for field, value in (("timestampMs", 2**63), ("granularityPeriodMs", 2**32)):
+            sample = {"timestampMs": 1000, "values": [20000, 40, None]}
+            doc = dict(body, samples=[{**sample, field: value}]) if field == "timestampMs" else \
+                dict(body, samples=[sample], **{field: value})
+            r = await http.post("/v1/predict", json=doc)
+            assert r.status_code == 422 and field in r.text, (field, r.status_code, r.text)
 
 
 async def test_a1_policy_crud_and_status(bundles):
@@ -155,6 +171,10 @@ async def test_a1_policy_crud_and_status(bundles):
             r = await http.put(f"{base}/20300/policies/p2", json={"objective": "fast", "computeBudget": 1})
             assert r.status_code == 400 and "objective" in r.json()["detail"]
             assert (await http.put(f"{base}/20999/policies/p1", json=doc)).status_code == 404
+            for bad in (b'{"objective": "energy", "computeBudget": NaN}',  # not JSON, though Python parses it
+                        b'{"objective": "accuracy", "computeBudget": 0.5, "intervalCoverage": Infinity}'):
+                r = await http.put(f"{base}/20300/policies/p3", content=bad)
+                assert r.status_code == 400 and "not a JSON number" in r.json()["detail"], r.text
             await publish(xapp.grpc_port, [indication(3, 3, mid=3)])
             await wait_for(lambda: xapp.hosts[0].objective[xapp.hosts[0].table.slot("cell-001")][2] == 1)
             st = (await http.get(f"{base}/20300/policies/p1/status")).json()
