@@ -22,6 +22,11 @@ from service.a1.objective import policy_from_json, policy_to_json
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 MAX_POLICIES = 10_000
+MAX_SCOPED_CELLS = 200_000  # cell ids over all policies together (one policy: ≤ 10,000, the type's schema)
+
+
+class PolicyLimitError(ValueError):
+    """A policy the store refuses for its size (HTTP 413), not for its content."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,16 @@ class Objective:
 DEFAULT = Objective()
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """A policy as the resolution index holds it: rank = (specificity, written time), higher wins."""
+
+    rank: tuple[int, float]
+    policy_id: str
+    policy: policy_pb2.ObjectivePolicy
+    slices: tuple[tuple[int, int | None], ...]
+
+
 class PolicyStore:
     """Thread-safe store of policy instances; `version` increments on every change."""
 
@@ -49,6 +64,13 @@ class PolicyStore:
         self._lock = threading.Lock()
         self._clock = clock
         self.version = 0
+        self._scoped_cells = 0
+        # resolution index, rebuilt on the first lookup after a change: policies by scoped cell, the policies
+        # scoped to no cell, and the resolved objective of each series looked up since (O(1) per cell per step)
+        self._index_version = -1
+        self._by_cell: dict[str, list[_Candidate]] = {}
+        self._cell_free: list[_Candidate] = []
+        self._resolved: dict[str, Objective] = {}
 
     def put(self, policy_id: str, doc: Any) -> bool:
         """Create or replace; returns True when created. Raises ValueError (bad id, or PolicyValidationError)."""
@@ -58,8 +80,14 @@ class PolicyStore:
         with self._lock:
             created = policy_id not in self._policies
             if created and len(self._policies) >= MAX_POLICIES:
-                raise ValueError(f"at most {MAX_POLICIES} policy instances")
+                raise PolicyLimitError(f"at most {MAX_POLICIES} policy instances; delete some first")
+            old = 0 if created else len(self._policies[policy_id][0].scope.cell_ids)
+            cells = self._scoped_cells - old + len(policy.scope.cell_ids)
+            if cells > MAX_SCOPED_CELLS:
+                raise PolicyLimitError(f"the policies would scope {cells} cell ids together, at most "
+                                       f"{MAX_SCOPED_CELLS}: scope by slice, or leave the scope out for every cell")
             self._policies[policy_id] = (policy, self._clock())
+            self._scoped_cells = cells
             self.version += 1
         return created
 
@@ -70,33 +98,52 @@ class PolicyStore:
 
     def delete(self, policy_id: str) -> bool:
         with self._lock:
-            gone = self._policies.pop(policy_id, None) is not None
-            if gone:
+            hit = self._policies.pop(policy_id, None)
+            if hit is not None:
+                self._scoped_cells -= len(hit[0].scope.cell_ids)
                 self.version += 1
-        return gone
+        return hit is not None
 
     def ids(self) -> list[str]:
         with self._lock:
             return sorted(self._policies)
 
     def objective_for(self, series: str) -> Objective:
-        cell, sl = parse_series(series)
-        best, best_rank = None, (-1, -1.0)
+        """The objective of a series (module docstring: the most specific matching policy wins). Amortized O(1):
+        resolved once per series after each change of the policies."""
         with self._lock:
-            items = list(self._policies.items())
-        for pid, (p, written) in items:
-            cells, slices = list(p.scope.cell_ids), [(s.sst, s.sd if s.HasField("sd") else None)
-                                                     for s in p.scope.slices]
-            if cells and cell not in cells:
+            if self._index_version != self.version:
+                self._rebuild_index()
+            hit = self._resolved.get(series)
+            if hit is None:
+                hit = self._resolved[series] = self._resolve(series)
+            return hit
+
+    def _rebuild_index(self) -> None:
+        """Under the lock: index the policies by scoped cell; forget resolved series."""
+        self._by_cell, self._cell_free, self._resolved = {}, [], {}
+        for pid, (p, written) in self._policies.items():
+            slices = tuple((s.sst, s.sd if s.HasField("sd") else None) for s in p.scope.slices)
+            cand = _Candidate((2 * bool(p.scope.cell_ids) + bool(slices), written), pid, p, slices)
+            if p.scope.cell_ids:
+                for cell in set(p.scope.cell_ids):
+                    self._by_cell.setdefault(cell, []).append(cand)
+            else:
+                self._cell_free.append(cand)
+        self._index_version = self.version
+
+    def _resolve(self, series: str) -> Objective:
+        cell, sl = parse_series(series)
+        best: _Candidate | None = None
+        for c in (*self._by_cell.get(cell, ()), *self._cell_free):
+            if c.slices and (sl is None or not any(sst == sl[0] and (sd is None or sd == sl[1])
+                                                   for sst, sd in c.slices)):
                 continue
-            if slices and (sl is None or not any(sst == sl[0] and (sd is None or sd == sl[1]) for sst, sd in slices)):
-                continue
-            rank = (2 * bool(cells) + bool(slices), written)
-            if rank > best_rank:
-                best, best_rank = (pid, p), rank
+            if best is None or c.rank > best.rank:
+                best = c
         if best is None:
             return DEFAULT
-        pid, p = best
+        p = best.policy
         name = common_pb2.Objective.Name(p.objective).removeprefix("OBJECTIVE_").lower()
         return Objective(
             objective="balanced" if name == "unspecified" else name,
@@ -104,7 +151,7 @@ class PolicyStore:
             mode="enforce" if p.action_mode == common_pb2.ACTION_MODE_ENFORCE else "recommend",
             coverage=p.interval_coverage or None,
             decision_period_ms=p.decision_period_ms or None,
-            policy_id=pid,
+            policy_id=best.policy_id,
         )
 
     def status(self, policy_id: str, cells_in_scope: int) -> dict[str, Any] | None:
@@ -117,4 +164,4 @@ class PolicyStore:
                 else "no known series matches the policy scope yet"}
 
 
-__all__ = ["DEFAULT", "Objective", "PolicyStore", "parse_series"]
+__all__ = ["DEFAULT", "Objective", "PolicyLimitError", "PolicyStore", "parse_series"]

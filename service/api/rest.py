@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ms3m.v1 import kpm_pb2
 from service import __version__
 from service.a1 import OBJECTIVE_POLICY_TYPE, OBJECTIVE_POLICY_TYPE_ID, PolicyValidationError
+from service.a1.store import PolicyLimitError
 
 if TYPE_CHECKING:
     from service.api.port import XAppPort
@@ -223,6 +224,8 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
             created = xapp.policies.put(policy_id, doc)
         except PolicyValidationError as e:
             return JSONResponse({"detail": f"policy does not match type {type_id}: {e}"}, 400)
+        except PolicyLimitError as e:
+            return JSONResponse({"detail": str(e)}, 413)
         except ValueError as e:
             return JSONResponse({"detail": str(e)}, 400)
         return JSONResponse(doc, status_code=201 if created else 200)
