@@ -252,6 +252,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from service.output import print_result
 
     preset = args.preset
+    if preset == "ablation":
+        return _cmd_ablation(args)
+    if args.param:
+        print("ms3m eval: --param belongs to `ms3m eval ablation`", file=sys.stderr)
+        return 2
     if args.split == "app" and preset != "irish5g":
         print("ms3m eval: --split app is the Irish 5G cross-application protocol (preset irish5g)", file=sys.stderr)
         return 2
@@ -307,6 +312,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    import sys
+
+    from bench.ablation import parse_values, run_ablation
+    from service.output import print_result
+
+    if not args.model or len(args.model) != 1 or not args.param or "=" not in args.param:
+        print("ms3m eval ablation: give one --model and --param name=v1,v2,… (e.g. --model afssm "
+              "--param compression_ratio=0.25,0.5,1.0)", file=sys.stderr)
+        return 2
+    name, _, text = args.param.partition("=")
+    try:
+        values = parse_values(text)
+    except ValueError as e:
+        print(f"ms3m eval ablation: {e}", file=sys.stderr)
+        return 2
+    data = args.data or "ett"
+    horizon = args.horizon[0] if args.horizon else None
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    try:
+        result = run_ablation(args.model[0], name.strip(), values, data, args.out or f"reports/ablation/"
+                              f"{args.model[0]}-{name.strip()}-{data.replace('/', '_')}", horizon=horizon,
+                              steps=args.steps, seed=args.seed or 0, progress=not args.quiet, log=log)
+    except (KeyError, TypeError) as e:
+        print(f"ms3m eval ablation: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "model_info"}
+            for r in result["rows"]]
+    cols = [name.strip(), "val", "mse", "mae", "params", "state_bytes_per_cell", "us_per_step_b1",
+            "us_per_step_b1000"]
+    print_result({"benchmark": "eval ablation", "title": f"ms3m eval ablation: {args.model[0]} {name} on {data}",
+                  "columns": cols, "rows": rows, "summary": {k: v for k, v in result.items() if k != "rows"},
+                  "results": result}, args.json)
+    return 0
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -317,12 +358,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "With --seeds N every model trains N times (seeds seed … seed+N−1) and the table gives mean and std. "
         "irish5g: real operator LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in kbit/s and "
         "the last-value baseline. compare: any dataset (--data). Each writes reports/<preset>/h<H>/ with "
-        "results.json, report.md, error_by_horizon.png and forecast plots.",
+        "results.json, report.md, error_by_horizon.png and forecast plots. "
+        "ablation: one --model trained once per value of --param name=v1,v2,… on --data (ett, irish5g with their "
+        "presets' recipe, or any dataset; default ett): validation and test error, state bytes per cell and µs "
+        "per exported step at batch 1 and 1,000, with ablation.png under reports/ablation/.",
     )
-    p.add_argument("preset", choices=["ett", "irish5g", "compare"], help="which comparison")
+    p.add_argument("preset", choices=["ett", "irish5g", "compare", "ablation"], help="which comparison")
     p.add_argument("--model", action="append", help="model to include (repeatable; default: the preset's list)")
     p.add_argument("--horizon", type=int, action="append", help="horizon(s) (default: ett 96 and 192; else 10)")
-    p.add_argument("--data", help="dataset for `compare` (synthetic, irish5g, a CSV path, ...)")
+    p.add_argument("--data", help="dataset for `compare` and `ablation` (synthetic, ett, irish5g, a CSV path, ...)")
+    p.add_argument("--param", help="ablation: the config field and its values, name=v1,v2,…")
     p.add_argument("--steps", type=int, help="training steps per model (same budget for all)")
     p.add_argument("--seed", type=int, help="first random seed (default 0)")
     p.add_argument("--split", choices=["series", "time", "app"],
