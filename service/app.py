@@ -23,6 +23,7 @@ from ms3m.v1 import forecast_pb2, kpm_pb2
 from service.a1.store import PolicyStore
 from service.actions.config import ActionConfig
 from service.actions.policy import ActionPolicy
+from service.api.auth import GrpcTokenInterceptor, grpc_server_credentials, load_token_auth
 from service.api.grpc_server import create_grpc_server
 from service.api.grpc_services import register_services
 from service.api.http_server import start_http_server
@@ -87,9 +88,11 @@ class XApp:
         self.control.request_swap = lambda name, path: self._tasks.append(  # descriptor controls.bundles
             asyncio.ensure_future(self.swapper.swap_logged(name, path)))
         self._tasks: list[asyncio.Task] = []
-        self.rest_app = create_app(self, self.registry)
+        self.auth = load_token_auth(s.auth_tokens.get_secret_value() if s.auth_tokens else None, s.auth_tokens_file)
+        self.rest_app = create_app(self, self.registry, self.auth)
         self.grpc_server, self.health, self.grpc_services = create_grpc_server(
-            s.grpc_max_message_bytes, register_services(self))
+            s.grpc_max_message_bytes, register_services(self),
+            [GrpcTokenInterceptor(self.auth, s.auth_reads)] if self.auth else ())
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._http_server: uvicorn.Server | None = None
@@ -174,9 +177,15 @@ class XApp:
         s = self.settings
         self.control.loop = asyncio.get_running_loop()
         self.engine.start()
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.tls_cert_file is not None:
+            creds = grpc_server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+            self.grpc_port = self.grpc_server.add_secure_port(address, creds)
+        else:
+            self.grpc_port = self.grpc_server.add_insecure_port(address)
         await self.grpc_server.start()
-        self._http_server, task, self.http_port = await start_http_server(self.rest_app, s.http_host, s.http_port)
+        self._http_server, task, self.http_port = await start_http_server(
+            self.rest_app, s.http_host, s.http_port, s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
         self._tasks.append(task)
         if self.persistence is not None:
             recover = asyncio.create_task(self._recover())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Runtime = Literal["onnxruntime", "torchscript", "torch"]
@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     http_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_reports_per_message: int = Field(20_000, ge=1)
+
+    # Authentication and TLS (service/api/auth.py; README, "Security"). Tokens `role:token`, role read | write,
+    # from the environment or a mounted secret file only; none configured: authentication off (the local demo)
+    auth_tokens: SecretStr | None = None
+    auth_tokens_file: Path | None = None
+    auth_reads: bool = False  # reads (GET, Subscribe) need a read token too
+    auth_metrics: bool = False  # /metrics needs a read token too
+    tls_cert_file: Path | None = None  # PEM server certificate (chain) for gRPC and REST; with tls_key_file
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None  # PEM CA bundle: clients must present a certificate it signed (mTLS)
 
     # Window buffer: Redis when a host is configured (or buffer="redis"), else embedded memory.
     buffer: BufferKind = "auto"
@@ -89,6 +99,14 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together (MS3M_TLS_CERT_FILE, MS3M_TLS_KEY_FILE)")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs the server's tls_cert_file and tls_key_file")
+        return self
+
     @field_validator("redis_host")
     @classmethod
     def _empty_is_none(cls, v: str | None) -> str | None:
@@ -114,7 +132,8 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict:
         """Settings as JSON-safe values, secrets masked (served at /ric/v1/config)."""
         d = self.model_dump(mode="json")
-        if self.redis_password is not None:
-            d["redis_password"] = "***"
+        for secret in ("redis_password", "auth_tokens"):
+            if getattr(self, secret) is not None:
+                d[secret] = "***"
         d["buffer_kind"] = self.buffer_kind
         return d

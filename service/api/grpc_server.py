@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,10 +13,12 @@ Registrar = Callable[[grpc.aio.Server], str]  # adds a servicer, returns its ful
 
 
 def create_grpc_server(
-    max_message_bytes: int, registrars: Iterable[Registrar] = ()
+    max_message_bytes: int, registrars: Iterable[Registrar] = (), interceptors: Sequence[Any] = ()
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, list[str]]:
-    """A grpc.aio server with our servicers, health and reflection; not yet bound or started."""
+    """A grpc.aio server with our servicers, health and reflection (and `interceptors`, e.g. authentication);
+    not yet bound or started."""
     server = grpc.aio.server(
+        interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

@@ -20,6 +20,7 @@ from ms3m.v1 import kpm_pb2
 from service import __version__
 from service.a1 import OBJECTIVE_POLICY_TYPE, OBJECTIVE_POLICY_TYPE_ID, PolicyValidationError
 from service.a1.store import PolicyLimitError
+from service.api.auth import TokenAuth, rest_need
 
 if TYPE_CHECKING:
     from service.api.port import XAppPort
@@ -59,14 +60,15 @@ def _forecast_json(f) -> dict[str, Any]:
     return d
 
 
-def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
-    """The REST app for one xApp instance."""
+def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | None = None) -> FastAPI:
+    """The REST app for one xApp instance; with `auth`, requests need the tokens service.api.auth says."""
     # API docs (Swagger UI at /docs, ReDoc at /redoc) from assets installed with the package: RIC clusters are
     # usually air-gapped, and a CDN-hosted page is blank there
     app = FastAPIOffline(title="MS³M xApp", version=__version__,
                   description="Streaming KPI forecasts and control actions from multi-scale state-space models. "
                   "A1 objective policies (policy type 20300) steer the models' objectives and compute budget.")
     limit = xapp.settings.http_max_body_bytes
+    auth_reads, auth_metrics = xapp.settings.auth_reads, xapp.settings.auth_metrics
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next):
@@ -78,6 +80,16 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry) -> FastAPI:
             if len(body) > limit:
                 return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
         return await call_next(request)
+
+    if auth is not None:  # registered after body_limit, so it runs first: no body is read for a refused call
+        @app.middleware("http")
+        async def authenticate(request: Request, call_next):
+            need = rest_need(request.method, request.url.path, auth_reads, auth_metrics)
+            denied = auth.check(request.headers.get("authorization"), need) if need else None
+            if denied is not None:
+                headers = {"WWW-Authenticate": 'Bearer realm="ms3m"'} if denied.status == 401 else {}
+                return JSONResponse({"detail": denied.message}, status_code=denied.status, headers=headers)
+            return await call_next(request)
 
     # -- O-RAN SC platform endpoints -------------------------------------------------------------
     @app.get("/ric/v1/health/alive", tags=["health"])
