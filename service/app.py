@@ -28,7 +28,7 @@ from service.api.grpc_server import create_grpc_server
 from service.api.grpc_services import register_services
 from service.api.http_server import start_http_server
 from service.api.rest import create_app
-from service.buffer.base import WindowBuffer
+from service.buffer.base import DURABLE_MODES, WindowBuffer
 from service.config import Settings
 from service.control import DescriptorWatcher, ExpertWarmups, StepControl
 from service.engine.engine import StepEngine
@@ -69,6 +69,7 @@ class XApp:
         self.control = StepControl(self.hosts, self.routers, self.policies, self.action_policy, self.events,
                                    self.metrics, clock)
         self.buffer = buffer if buffer is not None else (make_buffer(s, self.kpis) if self.kpis else None)
+        self.durability: str | None = None  # the buffer's WindowBuffer.durability(), checked every 30 s
         self.engine = StepEngine(self.hosts, self.metrics, self.control.on_step, s.max_queue_samples, s.max_batch,
                                  s.flush_ms, clock)
         self.validator = IngestValidator(self.kpis, s.max_reports_per_message, s.ignore_unknown_kpis,
@@ -126,7 +127,12 @@ class XApp:
         if self.hosts and not self.engine.alive:
             reasons.append("step engine not running")
         self.metrics.ready.set(0 if reasons else 1)
-        return not reasons, {"reasons": reasons}
+        detail: dict = {"reasons": reasons}
+        if self.durability not in (*DURABLE_MODES, "memory", None):  # ready, but the ack promise does not hold
+            detail["warnings"] = [f"the Redis window buffer keeps no append-only file (durability "
+                                  f"{self.durability!r}): acknowledged samples are lost if Redis restarts; "
+                                  "run it with --appendonly yes --appendfsync always (README, \"Security\")"]
+        return not reasons, detail
 
     def public_config(self) -> dict:
         return {"settings": self.settings.public_dict(), "kpis": self.kpis, "max_cells": self.max_cells,
@@ -204,10 +210,28 @@ class XApp:
                               else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def _health_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
+            if ticks % 30 == 0:  # the buffer's persistence, every 30 s (a Redis can be reconfigured live)
+                await self._check_durability()
+            ticks += 1
             await self._set_health()
             self.control.publish_gauges()
+
+    async def _check_durability(self) -> None:
+        if self.buffer is None:
+            return
+        mode = await self.buffer.durability()
+        if mode == "unknown" and self.durability is not None:
+            return  # unreachable now: keep the last answer
+        if mode != self.durability:
+            if self.durability is not None:
+                self.metrics.buffer_durability.labels(self.durability).set(0)
+            self.metrics.buffer_durability.labels(mode).set(1)
+            if mode not in (*DURABLE_MODES, "memory"):
+                log.warning("window buffer durability %r: acknowledged samples are lost if Redis restarts", mode)
+            self.durability = mode
 
     async def stop(self, grace_s: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MS3M_REDIS_PORT", "DBAAS_SERVICE_PORT", "redis_port"),
     )
     redis_password: SecretStr | None = None
+    redis_tls: bool = False  # connect to Redis over TLS (verified against redis_tls_ca_file or the system CAs)
+    redis_tls_ca_file: Path | None = None
     redis_db: int = Field(0, ge=0)
     namespace: str = Field("ms3m", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # SDL namespace: keys are {ns},key
     # samples kept per series; 256 keeps buffer + MS³M state ≤ 32 KiB per cell (README, "Memory per cell")

@@ -66,6 +66,9 @@ class Metrics:
         self.subscribers = Gauge("ms3m_subscribers", "open Forecasting.Subscribe streams", registry=r)
         self.subscriber_drops = Counter("ms3m_subscriber_dropped_total", "events dropped for slow subscribers",
                                         registry=r)
+        self.buffer_durability = Gauge("ms3m_buffer_durability", "1 for how the window buffer keeps acknowledged "
+                                       "samples across its own restart (mode: aof-always, aof-everysec, aof-no, "
+                                       "rdb-only, none, memory, unknown)", ["mode"], registry=r)
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
         for reason in DROP_REASONS:

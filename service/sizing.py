@@ -38,7 +38,8 @@ def make_buffer(settings: Settings, kpis: list[str]) -> WindowBuffer:
 
         return RedisWindowBuffer.from_settings(
             host=settings.redis_host or "127.0.0.1", port=settings.redis_port, password=settings.redis_password,
-            db=settings.redis_db, namespace=settings.namespace, kpis=kpis, window_length=settings.window_length)
+            db=settings.redis_db, namespace=settings.namespace, kpis=kpis, window_length=settings.window_length,
+            tls=settings.redis_tls, tls_ca_file=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None)
     return MemoryWindowBuffer(kpis, settings.window_length)
 
 

@@ -74,6 +74,12 @@ class Samples:
         return Samples(self.timestamp_ms[index], self.sequence[index], self.values[index])
 
 
+# WindowBuffer.durability(): the modes that keep an acknowledged sample when the store restarts (README,
+# "Delivery guarantees"), and the ones that do not
+DURABLE_MODES = ("aof-always", "aof-everysec")
+DURABILITY_MODES = (*DURABLE_MODES, "aof-no", "rdb-only", "none", "memory", "unknown")
+
+
 class WindowBuffer(Protocol):
     """What the service needs from a window buffer. All methods are coroutines (asyncio)."""
 
@@ -106,5 +112,9 @@ class WindowBuffer(Protocol):
 
     async def ping(self) -> bool:
         """True when the backing store answers."""
+
+    async def durability(self) -> str:
+        """How the store keeps acknowledged samples across its own restart (DURABILITY_MODES): "aof-always",
+        "aof-everysec", "aof-no", "rdb-only", "none", "memory" (this process only) or "unknown"."""
 
     async def close(self) -> None: ...

@@ -258,5 +258,8 @@ class MemoryWindowBuffer:
     async def ping(self) -> bool:
         return True
 
+    async def durability(self) -> str:
+        return "memory"
+
     async def close(self) -> None:
         pass

@@ -107,6 +107,15 @@ return out
 WINDOWS_SHA = hashlib.sha1(WINDOWS_SCRIPT.encode()).hexdigest()
 
 
+def _config(reply: dict, name: str, default: str):
+    """A CONFIG GET reply's value (redis-py decodes its keys, or not, by version)."""
+    return reply.get(name, reply.get(name.encode(), default))
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _is_unavailable(e: rex.ResponseError) -> bool:
     if isinstance(e, rex.ReadOnlyError | rex.OutOfMemoryError | rex.NoPermissionError | rex.ClusterDownError
                   | rex.TryAgainError):
@@ -167,9 +176,11 @@ class RedisWindowBuffer:
     @classmethod
     def from_settings(cls, *, host: str, port: int = 6379, password: str | None = None, db: int = 0,
                       namespace: str, kpis: list[str], window_length: int,
-                      socket_timeout: float = 2.0) -> RedisWindowBuffer:
+                      socket_timeout: float = 2.0, tls: bool = False, tls_ca_file: str | None = None
+                      ) -> RedisWindowBuffer:
         """A buffer with its own client. The password (str or pydantic SecretStr) comes from the caller, who
-        reads it from the environment; it is handed to the client only, never logged."""
+        reads it from the environment; it is handed to the client only, never logged. tls: connect over TLS,
+        verifying the server against tls_ca_file (default: the system's CAs)."""
         if hasattr(password, "get_secret_value"):
             password = password.get_secret_value()
         if not host:
@@ -179,6 +190,7 @@ class RedisWindowBuffer:
             socket_connect_timeout=socket_timeout, decode_responses=False,
             # One quick retry only: callers handle BufferUnavailable (journal, retry, report not-ready).
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+            **({"ssl": True, "ssl_ca_certs": tls_ca_file} if tls else {}),
         )
         return cls(client, kpis, window_length, namespace, close_client=True)
 
@@ -340,6 +352,26 @@ class RedisWindowBuffer:
             return bool(await self._client.ping())
         except Exception:
             return False
+
+    async def durability(self) -> str:
+        """From INFO persistence (and CONFIG GET appendfsync where the server allows CONFIG; managed Redis
+        often renames it: then "aof-everysec" is assumed, Redis' default); "unknown" when Redis does not answer."""
+        try:
+            info = await self._client.info("persistence")
+            if int(info.get("aof_enabled", 0)):
+                try:
+                    policy = _text(_config(await self._client.config_get("appendfsync"), "appendfsync", "everysec"))
+                except rex.ResponseError:
+                    policy = "everysec"
+                return f"aof-{policy}" if policy in ("always", "everysec", "no") else "unknown"
+            saves = int(info.get("rdb_saves", 0)) or int(info.get("rdb_last_save_time", 0)) > 0
+            try:
+                rdb = bool(_text(_config(await self._client.config_get("save"), "save", "")).strip())
+            except rex.ResponseError:
+                rdb = bool(saves)
+            return "rdb-only" if rdb else "none"
+        except Exception:
+            return "unknown"
 
     async def close(self) -> None:
         if self._close_client:

@@ -556,3 +556,48 @@ async def test_memory_buffer_one_chatty_series_does_not_grow_the_others():
     w = await buf.window("c0")
     assert len(w) == W and w.timestamp_ms.tolist() == t[-W:].tolist()
     assert len(await buf.window("c1")) == 1
+
+
+async def test_durability_reports_the_servers_persistence(private_redis):
+    """WindowBuffer.durability() follows the server's AOF / RDB configuration, changed live with CONFIG SET."""
+    import redis.asyncio as aioredis
+
+    buf = RedisWindowBuffer.from_settings(host="127.0.0.1", port=private_redis.port, namespace="dur", kpis=KPIS,
+                                          window_length=W, socket_timeout=1)
+    admin = aioredis.Redis(host="127.0.0.1", port=private_redis.port)
+    try:
+        assert await buf.durability() == "aof-always"  # PrivateRedis: --appendonly yes --appendfsync always
+        await admin.config_set("appendfsync", "everysec")
+        assert await buf.durability() == "aof-everysec"
+        await admin.config_set("appendonly", "no")
+        assert await buf.durability() == "none"  # --save "" as well
+        await admin.config_set("save", "900 1")
+        assert await buf.durability() == "rdb-only"
+        assert await MemoryWindowBuffer(KPIS, W).durability() == "memory"
+        private_redis.kill()
+        assert await buf.durability() == "unknown"
+    finally:
+        await admin.aclose()
+        await buf.close()
+
+
+async def test_the_xapp_warns_when_its_redis_would_lose_acknowledged_samples(private_redis, tmp_path):
+    """Ready, but its readiness detail and ms3m_buffer_durability say the ack promise does not hold."""
+    import httpx
+    import redis.asyncio as aioredis
+
+    from tests.service.helpers import make_bundle, running_xapp
+
+    admin = aioredis.Redis(host="127.0.0.1", port=private_redis.port)
+    await admin.config_set("appendonly", "no")
+    await admin.aclose()
+    settings = {"buffer": "redis", "redis_host": "127.0.0.1", "redis_port": private_redis.port, "namespace": "warn"}
+    async with (running_xapp([make_bundle(tmp_path, "s4d")], **settings) as xapp,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{xapp.http_port}") as http):
+        for _ in range(100):
+            ready = (await http.get("/ric/v1/health/ready")).json()
+            if ready.get("warnings"):
+                break
+            await asyncio.sleep(0.05)
+        assert ready["status"] == "ready" and "no append-only file" in ready["warnings"][0], ready
+        assert 'ms3m_buffer_durability{mode="none"} 1.0' in (await http.get("/metrics")).text
