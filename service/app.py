@@ -34,7 +34,7 @@ from service.control import DescriptorWatcher, ExpertWarmups, StepControl
 from service.engine.engine import StepEngine
 from service.engine.host import ModelHost
 from service.events import EventHub
-from service.forecasts import cold_start_forecast, latest_forecast
+from service.forecasts import PredictGate, cold_start_forecast, latest_forecast
 from service.ingest.journal import DiskJournal
 from service.ingest.pipeline import IngestPipeline
 from service.ingest.validate import IngestValidator
@@ -70,6 +70,7 @@ class XApp:
                                    self.metrics, clock)
         self.buffer = buffer if buffer is not None else (make_buffer(s, self.kpis) if self.kpis else None)
         self.durability: str | None = None  # the buffer's WindowBuffer.durability(), checked every 30 s
+        self.predict_gate = PredictGate(s.predict_max_concurrent)
         self.engine = StepEngine(self.hosts, self.metrics, self.control.on_step, s.max_queue_samples, s.max_batch,
                                  s.flush_ms, clock)
         self.validator = IngestValidator(self.kpis, s.max_reports_per_message, s.ignore_unknown_kpis,

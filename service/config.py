@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     http_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_reports_per_message: int = Field(20_000, ge=1)
+    # cold-start predict (REST /v1/predict, gRPC Forecasting.Predict with samples): cells per call, calls at once
+    predict_max_cells: int = Field(64, ge=1, le=100_000)
+    predict_max_concurrent: int = Field(2, ge=1, le=64)
 
     # Authentication and TLS (service/api/auth.py; README, "Security"). Tokens `role:token`, role read | write,
     # from the environment or a mounted secret file only; none configured: authentication off (the local demo)

@@ -13,6 +13,29 @@ from service.engine.host import ModelHost
 from service.ingest.validate import IngestValidator
 
 
+class PredictGate:
+    """At most `limit` cold-start forecast calls at once (each costs a pass over its cells' samples, README
+    "Security"); a call beyond is refused at once (HTTP 429 / RESOURCE_EXHAUSTED), never queued. Event loop only."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"limit must be ≥ 1, got {limit}")
+        self.limit, self.running, self.refused = limit, 0, 0
+
+    def try_enter(self) -> bool:
+        if self.running >= self.limit:
+            self.refused += 1
+            return False
+        self.running += 1
+        return True
+
+    def leave(self) -> None:
+        self.running -= 1
+
+    def busy_message(self) -> str:
+        return f"{self.limit} cold-start predict call(s) already running; retry shortly"
+
+
 def latest_forecast(host: ModelHost, series: str) -> forecast_pb2.Forecast | None:
     """The host's last forecast for `series`, or None for a series it has not stepped."""
     hit = host.latest(series)

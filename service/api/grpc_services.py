@@ -60,8 +60,22 @@ class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
         xapp = self.xapp
         if not xapp.hosts:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no model bundle loaded")
-        if len(request.cell_ids) + len(request.samples) > MAX_PREDICT_CELLS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PREDICT_CELLS} cells per request")
+        if len(request.cell_ids) > MAX_PREDICT_CELLS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PREDICT_CELLS} cell_ids per request")
+        cold = xapp.settings.predict_max_cells
+        if len(request.samples) > cold:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {cold} cells with samples (cold starts) "
+                                "per request (MS3M_PREDICT_MAX_CELLS)")
+        if request.samples and not xapp.predict_gate.try_enter():
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, xapp.predict_gate.busy_message())
+        try:
+            return await self._predict(request)
+        finally:
+            if request.samples:
+                xapp.predict_gate.leave()
+
+    async def _predict(self, request: forecast_pb2.PredictRequest) -> forecast_pb2.PredictResponse:
+        xapp = self.xapp
         resp = forecast_pb2.PredictResponse()
         for cell in request.cell_ids:
             f = xapp.latest_forecast(cell)

@@ -11,6 +11,7 @@ from service.config import Settings
 from service.engine.engine import StepEngine
 from service.engine.host import ModelHost
 from service.events import Subscriber
+from service.forecasts import PredictGate
 from service.ingest.pipeline import IngestPipeline
 from service.metrics import Metrics
 from service.router.router import ExpertRouter
@@ -26,6 +27,7 @@ class XAppPort(Protocol):
     pipeline: IngestPipeline
     actions: collections.deque[dict]
     subscribers: set[Subscriber]
+    predict_gate: PredictGate
 
     def readiness(self) -> tuple[bool, dict]: ...
 

@@ -156,8 +156,18 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
 
     @app.post("/v1/predict", tags=["forecasts"])
     async def predict(body: PredictIn) -> JSONResponse:
+        """A cold-start forecast from the cell's recent samples (at most the window length), not stored. 429 while
+        `predict_max_concurrent` such calls run."""
         if not xapp.hosts:
             return JSONResponse({"detail": "no model bundle loaded"}, 503)
+        if not xapp.predict_gate.try_enter():
+            return JSONResponse({"detail": xapp.predict_gate.busy_message()}, 429, headers={"Retry-After": "1"})
+        try:
+            return await _predict(body)
+        finally:
+            xapp.predict_gate.leave()
+
+    async def _predict(body: PredictIn) -> JSONResponse:
         reports = []
         for s in body.samples:
             if len(s.values) != len(body.measNames):

@@ -181,3 +181,38 @@ async def test_a1_policy_crud_and_status(bundles):
             assert st["enforceStatus"] == "ENFORCED"
             assert (await http.delete(f"{base}/20300/policies/p1")).status_code == 204
             assert (await http.get(f"{base}/20300/policies/p1")).status_code == 404
+
+
+async def test_cold_start_predicts_are_bounded(bundles):
+    """At most predict_max_concurrent cold starts at once (429 / RESOURCE_EXHAUSTED beyond, not queued) and at most
+    predict_max_cells cells with samples per gRPC call."""
+    import threading
+
+    async with running_xapp([bundles["s4d"]], predict_max_concurrent=1, predict_max_cells=2) as xapp:
+        host, release = xapp.hosts[0], threading.Event()
+        real = host.forecast_from_samples
+        host.forecast_from_samples = lambda values: (release.wait(10), real(values))[1]  # a slow cold start
+        body = {"cellId": "x1", "measNames": KPIS,
+                "samples": [{"timestampMs": 1000 * (t + 1), "values": [20000, 40, -90]} for t in range(10)]}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{xapp.http_port}") as http:
+            first = asyncio.create_task(http.post("/v1/predict", json=body))
+            await wait_for(lambda: xapp.predict_gate.running == 1)
+            busy = await http.post("/v1/predict", json=body)
+            assert busy.status_code == 429 and busy.headers["retry-after"] == "1" and "retry" in busy.json()["detail"]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{xapp.grpc_port}") as ch:
+                stub = forecast_pb2_grpc.ForecastingStub(ch)
+                req = forecast_pb2.PredictRequest()
+                cs = req.samples.add(cell_id="c", granularity_period_ms=1000, meas_names=KPIS)
+                cs.reports.add(timestamp_ms=1000, values=[20000.0, 40.0, -90.0])
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.Predict(req)
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                release.set()
+                assert (await first).status_code == 200 and xapp.predict_gate.running == 0
+                assert len((await stub.Predict(req)).forecasts) == 1  # free again
+                for _ in range(2):
+                    req.samples.add().CopyFrom(cs)
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.Predict(req)  # 3 cold starts > predict_max_cells
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "MS3M_PREDICT_MAX_CELLS" in e.value.details()
