@@ -24,6 +24,7 @@ from service.a1.store import PolicyStore
 from service.actions.config import ActionConfig
 from service.actions.policy import ActionPolicy
 from service.api.auth import GrpcTokenInterceptor, grpc_server_credentials, load_token_auth
+from service.api.grpc_errors import DecodeErrorInterceptor
 from service.api.grpc_server import create_grpc_server
 from service.api.grpc_services import register_services
 from service.api.http_server import start_http_server
@@ -92,9 +93,10 @@ class XApp:
         self._tasks: list[asyncio.Task] = []
         self.auth = load_token_auth(s.auth_tokens.get_secret_value() if s.auth_tokens else None, s.auth_tokens_file)
         self.rest_app = create_app(self, self.registry, self.auth)
+        undecodable = DecodeErrorInterceptor(lambda method: self.metrics.ingest_rejected.labels("malformed").inc())
         self.grpc_server, self.health, self.grpc_services = create_grpc_server(
             s.grpc_max_message_bytes, register_services(self),
-            [GrpcTokenInterceptor(self.auth, s.auth_reads)] if self.auth else ())
+            [*([GrpcTokenInterceptor(self.auth, s.auth_reads)] if self.auth else ()), undecodable])
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._http_server: uvicorn.Server | None = None
