@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,6 +21,8 @@ from service import __version__
 from service.a1 import OBJECTIVE_POLICY_TYPE, OBJECTIVE_POLICY_TYPE_ID, PolicyValidationError
 from service.a1.store import PolicyLimitError
 from service.api.auth import TokenAuth, rest_need
+from service.api.openapi import WRITE, errors, json_body, message_json_check, message_json_schema
+from service.api.openapi import install as install_openapi_rules
 
 if TYPE_CHECKING:
     from service.api.port import XAppPort
@@ -38,6 +40,12 @@ class PredictIn(BaseModel):
     granularityPeriodMs: int = Field(1000, gt=0, lt=2**32)
     measNames: list[str] = Field(min_length=1, max_length=256)
     samples: list[SampleIn] = Field(min_length=1, max_length=100_000, description="oldest first")
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready | not ready")
+    reasons: list[str] = Field(description="why not ready (empty when ready)")
+    warnings: list[str] | None = Field(None, description="ready, but a promise does not hold (e.g. durability)")
 
 
 class SwapIn(BaseModel):
@@ -67,6 +75,8 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
     app = FastAPIOffline(title="MS³M xApp", version=__version__,
                   description="Streaming KPI forecasts and control actions from multi-scale state-space models. "
                   "A1 objective policies (policy type 20300) steer the models' objectives and compute budget.")
+    install_openapi_rules(app)
+    check_indication = message_json_check(kpm_pb2.KpiIndication.DESCRIPTOR)
     limit = xapp.settings.http_max_body_bytes
     auth_reads, auth_metrics = xapp.settings.auth_reads, xapp.settings.auth_metrics
 
@@ -96,27 +106,31 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
     def alive() -> dict:
         return {"status": "alive"}
 
-    @app.get("/ric/v1/health/ready", tags=["health"])
+    @app.get("/ric/v1/health/ready", tags=["health"], response_model=ReadyOut,
+             responses={503: {"model": ReadyOut, "description": "not ready: `reasons` says why"}})
     def ready() -> JSONResponse:
         ok, detail = xapp.readiness()
         return JSONResponse({"status": "ready" if ok else "not ready", **detail}, status_code=200 if ok else 503)
 
-    @app.get("/ric/v1/config", tags=["config"])
+    @app.get("/ric/v1/config", tags=["config"], responses=errors(401))
     def config() -> dict:
         return xapp.public_config()
 
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route("/ric/v1/metrics", metrics, methods=["GET"], tags=["metrics"])
+    app.add_api_route("/ric/v1/metrics", metrics, methods=["GET"], tags=["metrics"], response_class=PlainTextResponse,
+                      responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+                                 **errors(401)})
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["metrics"], include_in_schema=False)
 
     # -- forecasts ---------------------------------------------------------------------------------
-    @app.get("/v1/models", tags=["forecasts"])
+    @app.get("/v1/models", tags=["forecasts"], responses=errors(401))
     def models() -> list[dict]:
         return [xapp.model_info(h) for h in xapp.hosts]
 
-    @app.put("/v1/models/{name}", tags=["forecasts"], summary="hot-swap a served model for another bundle")
+    @app.put("/v1/models/{name}", tags=["forecasts"], summary="hot-swap a served model for another bundle",
+             responses=errors(*WRITE, 400, 404, 422))
     async def swap(name: str, body: SwapIn) -> JSONResponse:
         """Serve the bundle at `bundle` (a directory the xApp can read) in place of model `name`, warmed from every
         cell's window before it answers; the other models keep their cell state. 404: unknown model; 422: the
@@ -130,7 +144,7 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
         except SwapRefused as e:
             return JSONResponse({"detail": str(e)}, 422)
 
-    @app.get("/v1/cells", tags=["forecasts"])
+    @app.get("/v1/cells", tags=["forecasts"], responses=errors(401, 422))
     def cells(limit: int = Query(1000, ge=1, le=100_000), offset: int = Query(0, ge=0)) -> dict:
         if not xapp.hosts:
             return {"total": 0, "cells": []}
@@ -143,7 +157,7 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
             out.append({"series": k, "lastTimestampMs": int(host.last_ts[slot]) if slot is not None else None})
         return {"total": len(keys), "cells": out}
 
-    @app.get("/v1/cells/{cell_id}/forecast", tags=["forecasts"])
+    @app.get("/v1/cells/{cell_id}/forecast", tags=["forecasts"], responses=errors(401, 404, 422))
     def forecast(cell_id: str, model: str | None = None) -> JSONResponse:
         host = next((h for h in xapp.hosts if model is None or h.name == model), None)
         if host is None:
@@ -154,7 +168,7 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
                                  "samples to /v1/predict for a cold-start forecast"}, 404)
         return JSONResponse(_forecast_json(f))
 
-    @app.post("/v1/predict", tags=["forecasts"])
+    @app.post("/v1/predict", tags=["forecasts"], responses=errors(*WRITE, 400, 422, 429, 503))
     async def predict(body: PredictIn) -> JSONResponse:
         """A cold-start forecast from the cell's recent samples (at most the window length), not stored. 429 while
         `predict_max_concurrent` such calls run."""
@@ -181,24 +195,30 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
             return JSONResponse({"detail": err}, 422)
         return JSONResponse(_forecast_json(f))
 
-    @app.post("/v1/indications", tags=["ingest"], summary="ingest one KpiIndication (proto3 JSON form)")
+    @app.post("/v1/indications", tags=["ingest"], summary="ingest one KpiIndication (proto3 JSON form)",
+              responses=errors(*WRITE, 422, 503),
+              openapi_extra=json_body(message_json_schema(kpm_pb2.KpiIndication.DESCRIPTOR),
+                                      "a KpiIndication in its proto3 JSON form; the answer is its IngestAck"))
     async def indications(request: Request) -> JSONResponse:
-        try:
-            msg = json_format.Parse(await request.body(), kpm_pb2.KpiIndication())
-        except (json_format.ParseError, UnicodeDecodeError) as e:
+        try:  # the documented schema, enforced: protobuf's JSON parser alone also takes booleans for numbers
+            doc = json.loads(await request.body(), parse_constant=_reject_constant)
+            if (why := check_indication(doc)) is not None:
+                return JSONResponse({"detail": f"not a KpiIndication: {why}"}, 422)
+            msg = json_format.ParseDict(doc, kpm_pb2.KpiIndication())
+        except (ValueError, json_format.ParseError) as e:  # ValueError: not JSON (UnicodeDecodeError too)
             return JSONResponse({"detail": f"not a KpiIndication: {e}"}, 422)
         if (why := xapp.pipeline.queue_full(len(msg.reports))) is not None:
             return JSONResponse({"detail": why}, 503, headers={"Retry-After": "1"})
         ack = await xapp.ingest(msg)
         return JSONResponse(json_format.MessageToDict(ack))
 
-    @app.get("/v1/actions", tags=["actions"])
+    @app.get("/v1/actions", tags=["actions"], responses=errors(401, 422))
     def actions(limit: int = Query(100, ge=1, le=10_000), kind: str | None = None, cell: str | None = None) -> list:
         out = [a for a in reversed(xapp.actions) if (kind is None or a["kind"] == kind)
                and (cell is None or a["cell_id"] == cell)]
         return out[:limit]
 
-    @app.get("/v1/stats", tags=["forecasts"])
+    @app.get("/v1/stats", tags=["forecasts"], responses=errors(401, 422))
     def stats(reset: bool = False) -> dict:
         """Engine counters and exact recent latency quantiles (ingest → forecast, batched step)."""
         out = xapp.engine.stats()
@@ -206,7 +226,7 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
             xapp.engine.reset_stats()
         return out
 
-    @app.get("/v1/router/decisions", tags=["actions"])
+    @app.get("/v1/router/decisions", tags=["actions"], responses=errors(401, 422))
     def decisions(limit: int = Query(100, ge=1, le=10_000)) -> list:
         out = []
         for name, router in xapp.routers.items():
@@ -222,19 +242,21 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
                                  f"{OBJECTIVE_POLICY_TYPE_ID}"}, 404)
         return None
 
-    @app.get(prefix, tags=["A1"])
+    @app.get(prefix, tags=["A1"], responses=errors(401))
     def policy_types() -> list[int]:
         return [OBJECTIVE_POLICY_TYPE_ID]
 
-    @app.get(prefix + "/{type_id}", tags=["A1"])
+    @app.get(prefix + "/{type_id}", tags=["A1"], responses=errors(401, 404, 422))
     def policy_type(type_id: int):
         return _type_or_404(type_id) or OBJECTIVE_POLICY_TYPE
 
-    @app.get(prefix + "/{type_id}/policies", tags=["A1"])
+    @app.get(prefix + "/{type_id}/policies", tags=["A1"], responses=errors(401, 404, 422))
     def policy_ids(type_id: int):
         return _type_or_404(type_id) or xapp.policies.ids()
 
-    @app.put(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    @app.put(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"], responses=errors(*WRITE, 400, 404, 422),
+             openapi_extra=json_body(OBJECTIVE_POLICY_TYPE["create_schema"],
+                                     f"a policy instance of type {OBJECTIVE_POLICY_TYPE_ID} (its create_schema)"))
     async def put_policy(type_id: int, policy_id: str, request: Request):
         if (err := _type_or_404(type_id)) is not None:
             return err
@@ -252,14 +274,15 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
             return JSONResponse({"detail": str(e)}, 400)
         return JSONResponse(doc, status_code=201 if created else 200)
 
-    @app.get(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    @app.get(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"], responses=errors(401, 404, 422))
     def get_policy(type_id: int, policy_id: str):
         if (err := _type_or_404(type_id)) is not None:
             return err
         doc = xapp.policies.get(policy_id)
         return doc if doc is not None else JSONResponse({"detail": f"no policy {policy_id!r}"}, 404)
 
-    @app.delete(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"])
+    @app.delete(prefix + "/{type_id}/policies/{policy_id}", tags=["A1"], status_code=204,
+                responses=errors(401, 403, 404, 422))
     def delete_policy(type_id: int, policy_id: str):
         if (err := _type_or_404(type_id)) is not None:
             return err
@@ -267,7 +290,7 @@ def create_app(xapp: XAppPort, registry: CollectorRegistry, auth: TokenAuth | No
             return JSONResponse({"detail": f"no policy {policy_id!r}"}, 404)
         return Response(status_code=204)
 
-    @app.get(prefix + "/{type_id}/policies/{policy_id}/status", tags=["A1"])
+    @app.get(prefix + "/{type_id}/policies/{policy_id}/status", tags=["A1"], responses=errors(401, 404, 422))
     def policy_status(type_id: int, policy_id: str):
         if (err := _type_or_404(type_id)) is not None:
             return err
