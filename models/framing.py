@@ -26,6 +26,7 @@ Both are exact in step mode (tests/models/test_contract.py runs the contract wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -234,7 +235,22 @@ class FramedModel(StreamingModel):
         return self.core.training_event(step, plateau)
 
     def describe(self) -> dict[str, Any]:
-        return self.core.describe()  # export_form stays the framed model itself: its core is served as trained
+        return self.core.describe()
+
+    def export_form(self) -> StreamingModel:
+        """The same framing around the core's export form; the framed config takes the core's changed fields
+        (NSM's compacted node count), the framing's own fields stay."""
+        served = self.core.export_form()
+        if served is self.core:
+            return self
+        framed = copy.copy(self)
+        framed._modules = dict(self._modules)  # a shallow copy shares the module dict: give the copy its own
+        framed.core = served
+        own = {"normalization", "channels", "d_input", "n_targets", "target_index"}
+        changed = {f.name: getattr(served.config, f.name) for f in dataclasses.fields(served.config)
+                   if f.name not in own and getattr(served.config, f.name) != getattr(self.config, f.name)}
+        framed.config = dataclasses.replace(self.config, **changed)
+        return framed
 
 
 __all__ = ["CausalNorm", "FramedModel", "build_model", "core_model", "is_framed"]
