@@ -1,6 +1,6 @@
-"""Every research baseline of the zoo serves in the xApp like any other model: its bundle (ONNX step graph) is
-published, KPI indications arrive over gRPC, and the forecast served over REST is the torch model's own step
-output on the same normalized inputs, in physical units."""
+"""Every research baseline and seed architecture of the zoo serves in the xApp like any other model: its bundle
+(the ONNX step graph of its export form) is published, KPI indications arrive over gRPC, and the forecast served
+over REST is the torch model's own step output on the same normalized inputs, in physical units."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.service.helpers import KPIS, NORM, T0_MS, TARGETS, indication, kpi_va
 
 # The research baselines (README, "The model zoo"): window models whose step cost grows with the window.
 RESEARCH_BASELINES = ["patchtst", "itransformer", "informer", "fedformer", "tft", "etsformer", "crossformer"]
+SEED_ARCHITECTURES = ["ssma", "afssm"]  # models/seeds
 CELLS, STEPS = 3, 30
 
 
@@ -37,7 +38,7 @@ def expected_forecast(model, cell: int) -> np.ndarray:
     return y[0].numpy() * np.asarray(NORM["target_std"]) + np.asarray(NORM["target_mean"])
 
 
-@pytest.mark.parametrize("name", RESEARCH_BASELINES)
+@pytest.mark.parametrize("name", RESEARCH_BASELINES + SEED_ARCHITECTURES)
 async def test_a_research_baseline_bundle_serves_forecasts_over_rest(name, tmp_path):
     import httpx
 
