@@ -319,3 +319,39 @@ def test_dashboard_matches_the_schema_of_the_pinned_grafana(compose):
     broken["panels"][0]["gridPoss"] = broken["panels"][0].pop("gridPos")  # a misspelt field: the check must bite
     bad = typecheck_dashboard(checker, broken, f"ms3m-broken-{uuid.uuid4().hex[:8]}")
     assert bad.returncode != 0 and "gridPoss" in bad.stdout
+
+
+# -- Redis durability and authentication (README, "Security") -----------------------------------------------------
+def test_redis_fsyncs_as_the_chart_does(compose):
+    """An ack means "in Redis": the demo's Redis keeps an append-only file fsynced before it replies, the same
+    choice as the Helm chart's default, on the named volume."""
+    cmd = compose["services"]["redis"]["command"]
+    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[cmd.index("--appendfsync") + 1] == "always"
+    chart = load_yaml(REPO / "helm" / "ms3m-xapp" / "values.yaml")["redis"]
+    assert chart["appendfsync"] == cmd[cmd.index("--appendfsync") + 1] and chart["appendonly"] is True
+    assert "redis-data:/data" in compose["services"]["redis"]["volumes"] and "redis-data" in compose["volumes"]
+
+
+def test_demo_is_zero_config_and_the_auth_example_is_valid(compose, tmp_path):
+    """No authentication or TLS by default; the commented example (lines marked `#> `), once enabled, is a valid
+    Compose file whose secret is the file MS3M_AUTH_TOKENS_FILE names, and the service reads it."""
+    from service.api.auth import load_token_auth
+
+    env = compose["services"]["xapp"]["environment"]
+    assert not [k for k in env if k.startswith(("MS3M_AUTH", "MS3M_TLS"))] and "secrets" not in compose
+    text = COMPOSE.read_text()
+    assert re.search(r"^\s*#> ", text, flags=re.M), "the commented authentication example is missing"
+    enabled = re.sub(r"^(\s*)#> ", r"\1", text, flags=re.M)
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "docker-compose.yml").write_text(enabled)
+    r = check_compose_schema(tmp_path / "docker-compose.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    on = load_yaml(tmp_path / "docker-compose.yml")
+    xapp = on["services"]["xapp"]
+    (name,) = xapp["secrets"]
+    assert xapp["environment"]["MS3M_AUTH_TOKENS_FILE"] == f"/run/secrets/{name}"  # where Compose mounts it
+    tokens = tmp_path / on["secrets"][name]["file"]
+    tokens.write_text("write:0123456789abcdef-write\nread:0123456789abcdef-read\n")
+    auth = load_token_auth(None, tokens)
+    assert auth.role_of("0123456789abcdef-write") == "write"

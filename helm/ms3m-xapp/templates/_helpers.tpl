@@ -125,3 +125,82 @@ fsGroup: {{ .Values.securityContext.fsGroup | default .Values.securityContext.ru
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* The Secret holding the auth tokens (entries role:token), or "" when authentication is off. */}}
+{{- define "ms3m.authSecret" -}}
+{{- if .Values.auth.existingSecret }}
+{{- .Values.auth.existingSecret }}
+{{- else if .Values.auth.tokens }}
+{{- printf "%s-auth" (include "ms3m.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret of the servers (tls.crt, tls.key, ca.crt), or "" without TLS. */}}
+{{- define "ms3m.tlsSecret" -}}
+{{- if .Values.tls.enabled }}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else if .Values.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "ms3m.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- fail "tls.enabled needs tls.existingSecret or tls.certManager.enabled" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Where the secrets are mounted in the xApp container (read-only). */}}
+{{- define "ms3m.authDir" -}}/etc/ms3m/auth{{- end }}
+{{- define "ms3m.tlsDir" -}}/etc/ms3m/tls{{- end }}
+{{- define "ms3m.clientCADir" -}}/etc/ms3m/client-ca{{- end }}
+{{- define "ms3m.probeClientDir" -}}/etc/ms3m/probe-client{{- end }}
+{{- define "ms3m.redisCADir" -}}/etc/ms3m/redis-ca{{- end }}
+
+{{- define "ms3m.clientCAFile" -}}
+{{- if .Values.tls.clientCA.existingSecret }}
+{{- printf "%s/ca.crt" (include "ms3m.clientCADir" .) }}
+{{- else }}
+{{- printf "%s/ca.crt" (include "ms3m.tlsDir" .) }}
+{{- end }}
+{{- end }}
+
+{{/* DNS names of the xApp's Services (the TLS certificate's subject alternative names). */}}
+{{- define "ms3m.tlsDnsNames" -}}
+{{- $ns := include "ms3m.namespace" . }}
+{{- $names := list }}
+{{- range $port := list "http" "grpc" }}
+{{- $svc := include "ms3m.serviceName" (dict "ctx" $ "suffix" $port) }}
+{{- $fqdn := printf "%s.%s.svc.%s" $svc $ns $.Values.tls.certManager.clusterDomain }}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) $fqdn) }}
+{{- end }}
+{{- concat $names .Values.tls.certManager.extraDnsNames | uniq | toJson }}
+{{- end }}
+
+{{/* A probe's handler: httpGet (HTTPS with TLS: the kubelet does not verify the certificate), or with mTLS,
+where the kubelet has no client certificate, an exec of the image's ms3m-healthcheck presenting the probe client
+certificate (the pod's own unless tls.clientCA.probeSecret). */}}
+{{- define "ms3m.probeHandler" -}}
+{{- $v := .ctx.Values }}
+{{- if and $v.tls.enabled $v.tls.clientCA.enabled }}
+{{- $dir := ternary (include "ms3m.probeClientDir" .ctx) (include "ms3m.tlsDir" .ctx) (ne $v.tls.clientCA.probeSecret "") }}
+exec:
+  command:
+    - python
+    - /usr/local/bin/ms3m-healthcheck
+    - --path
+    - {{ .path }}
+    - --port
+    - {{ $v.ports.http | int | quote }}
+    - --tls
+    - --cert
+    - {{ printf "%s/tls.crt" $dir }}
+    - --key
+    - {{ printf "%s/tls.key" $dir }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: http
+  {{- if $v.tls.enabled }}
+  scheme: HTTPS
+  {{- end }}
+{{- end }}
+{{- end }}
