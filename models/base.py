@@ -119,6 +119,10 @@ class StreamingModel(nn.Module):
 
     config: ModelConfig
     name: ClassVar[str] = ""  # registry name, set by @register
+    # True when the parallel mode is a Python loop over time (a nonlinear recurrence: SSMA, NSM), so its cost grows
+    # per position at the interpreter's pace (`ms3m bench train` reports it; short tests train such models on
+    # shorter crops)
+    sequential_forward: ClassVar[bool] = False
 
     # -- to implement -------------------------------------------------------------------------
     def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

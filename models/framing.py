@@ -115,6 +115,7 @@ class FramedModel(StreamingModel):
         if self.independent:
             core_fields.update(d_input=1 + len(self.covariates), n_targets=1, target_index=(0,))
         self.core = cls(dataclasses.replace(c, **core_fields))
+        self.sequential_forward = cls.sequential_forward
 
     # -- state -----------------------------------------------------------------------------------
     def state_spec(self) -> list[StateField]:

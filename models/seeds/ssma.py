@@ -273,6 +273,8 @@ class SSMALayer(nn.Module):
 class SSMA(StreamingModel):
     """Input projection → n_layers SSMA blocks (residual) → LayerNorm → ForecastHead. x (B, L, D_in) → (B, L, H, K)."""
 
+    sequential_forward = True  # the state matrix's top-k recurrence is a loop over time
+
     Config = SSMAConfig
 
     def __init__(self, config: SSMAConfig):

@@ -122,9 +122,10 @@ def test_stable_under_aggressive_training(name):
     model = tiny_model(name, torch.float32).train()
     opt = torch.optim.AdamW(model.param_groups(lr=1e-2, weight_decay=0.01, ssm_lr=1e-2))
     g = torch.Generator().manual_seed(0)
+    L = 16 if model.sequential_forward else 32  # a loop over time: shorter sequences, the same 100 steps
     for _ in range(100):
-        x = torch.randn(4, 32, D_IN, generator=g) * 3
-        target = torch.randn(4, 32, HORIZON, N_TGT, generator=g)
+        x = torch.randn(4, L, D_IN, generator=g) * 3
+        target = torch.randn(4, L, HORIZON, N_TGT, generator=g)
         loss = torch.nn.functional.mse_loss(model(x), target)
         opt.zero_grad()
         loss.backward()
@@ -156,8 +157,9 @@ def test_beats_last_value_after_brief_training(name):
             crops = torch.stack([train[i, s : s + W + HORIZON] for i, s in zip(idx.tolist(), start.tolist())])
             y = model.training_forward(crops[:, :W], last_only=True)[0]  # (64, 1, H, K)
             loss = torch.nn.functional.mse_loss(y[:, 0], crops[:, W:, [0, 2]])
-        else:
-            x = train[idx]
+        else:  # a loop over time in parallel mode (StreamingModel.sequential_forward): crops of 64 positions
+            x = train[idx][:, torch.randint(0, 160 - 64, (1,), generator=g).item():][:, :64] \
+                if model.sequential_forward else train[idx]
             y = model(x)[:, : x.shape[1] - HORIZON]
             loss = torch.nn.functional.mse_loss(y, horizon_targets(x, HORIZON))
         opt.zero_grad()

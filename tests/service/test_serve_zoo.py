@@ -13,7 +13,7 @@ from tests.service.helpers import KPIS, NORM, T0_MS, TARGETS, indication, kpi_va
 
 # The research baselines (README, "The model zoo"): window models whose step cost grows with the window.
 RESEARCH_BASELINES = ["patchtst", "itransformer", "informer", "fedformer", "tft", "etsformer", "crossformer"]
-SEED_ARCHITECTURES = ["ssma", "afssm"]  # models/seeds
+SEED_ARCHITECTURES = ["ssma", "afssm", "nsm"]  # models/seeds
 CELLS, STEPS = 3, 30
 
 
