@@ -8,6 +8,9 @@ and has the same three streaming methods as a model:
     step(u_t, state) -> (y_t, state)                                  # u_t (B, D)
     state_spec() -> list[StateField]                                  # per-cell shapes
 
+A layer is built from its config, `Layer(config)`, or, as the seed's layers are, from keywords (the seed's names
+included): `S4Layer(d_model=64, d_state=16, init_method="legs")`.
+
 A new SSM is one file in models/layers/: its config, its layer, and
 `@register("name") class Name(SSMForecaster): Config, Layer = NameConfig, NameLayer`.
 """
@@ -22,6 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import ForecastHead, ModelConfig, State, StateField, StreamingModel, split_state
+from models.registry import seed_fields
+
+ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+               "identity": lambda x: x}
 
 
 @dataclass
@@ -38,17 +45,34 @@ class StackConfig(ModelConfig):
             raise ValueError("d_model and n_layers must be ≥ 1")
 
 
+def check_activation(name: str) -> None:
+    """ValueError unless `name` is one of ACTIVATIONS."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+
+
 class SequenceLayer(nn.Module):
-    """A layer of the stack: `Layer(config)` with config a `Layer.Config` (a StackConfig).
+    """A layer of the stack: `Layer(config)` with config a `Layer.Config` (a StackConfig), or `Layer(**fields)`.
 
     `Layer.build(d_model, **fields)` builds that config from keywords (its fields and defaults; TypeError names
-    the valid fields, ValueError a bad value) and the layer from it."""
+    the valid fields, ValueError a bad value) and the layer from it. `core` names the sequence core the layer class
+    stands for where the seed passes layer classes (`H3Model(ssm_layer_class=S4Layer)`: "s4")."""
 
     Config: ClassVar[type[StackConfig]] = StackConfig
+    core: ClassVar[str | None] = None
 
     @classmethod
     def build(cls, d_model: int, **fields: Any) -> Self:
         return cls(cls.Config.from_dict({"d_model": d_model, **fields}))
+
+    @classmethod
+    def layer_config(cls, config: StackConfig | None, fields: dict[str, Any]) -> StackConfig:
+        """`config` itself, or the config built from keywords with the seed's names (init_method, expand_factor, …)."""
+        if config is None:
+            return cls.Config.from_dict(seed_fields(fields))
+        if fields:
+            raise TypeError(f"{cls.__name__} takes a config or keywords, not both (got {sorted(fields)})")
+        return config
 
     def state_spec(self) -> list[StateField]:
         """Names and per-cell shapes of the layer's state tensors."""

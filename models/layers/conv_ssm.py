@@ -10,7 +10,7 @@ and computes its outputs with `conv_with_skip` from its convolution kernels (plu
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +40,16 @@ def conv_with_skip(u: Tensor, K: Tensor, D: Tensor) -> Tensor:
 class ConvSSMBlock(SequenceLayer):
     """Kernel SSM (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU. u (B, L, H) → (B, L, H); state (kernel's,).
 
-    Subclasses set `Config` and `kind` (the name in error messages) and build the kernel in `make_kernel`.
+    Subclasses set `Config`, `kind` (the name in error messages) and `core`, and build the kernel in `make_kernel`.
+    Built from a config or from keywords with the seed's names: `S4Layer(d_model=64, hippo_method="legendre")`.
     config.bidirectional adds an anti-causal kernel for offline, non-causal use (scoring whole windows); such a
     block has no recurrent state or step: state_spec, step and forward with a state raise RuntimeError."""
 
     kind: ClassVar[str] = "SSM"
 
-    def __init__(self, config: StackConfig):
+    def __init__(self, config: StackConfig | None = None, **fields: Any):
         super().__init__()
+        config = self.layer_config(config, fields)
         self.d_model, self.bidirectional = config.d_model, config.bidirectional
         self.kernel = self.make_kernel(config, 2 if config.bidirectional else 1)
         self.dropout = nn.Dropout(config.dropout)

@@ -22,12 +22,15 @@ as the paper trains the recurrence with a smaller learning rate.
 Parallel mode runs the recurrence with `models.scan.linear_scan` (complex, O(log L) depth) from
 an optional initial state x_{-1}; recurrent mode does the same step in real arithmetic on
 (re, im) pairs, state (N, 2), so it exports to ONNX.
+
+LRURecurrence is also a sequence core (models.layers.cores). It has no continuous-time A, hence no init method.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +110,13 @@ class LRURecurrence(nn.Module):
         self.C = nn.Parameter(torch.randn(H, N, 2) / math.sqrt(N))  # (H, N, 2) re/im
         self.D = nn.Parameter(torch.randn(H))
 
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Per-cell state shape: (N, 2), the N complex modes as (re, im) pairs."""
+        return (self.N, 2)
+
+    bidirectional = False  # causal only
+
     def lam(self) -> tuple[Tensor, Tensor]:
         """λ as (re, im), each (N,); real arithmetic only (exportable)."""
         return cexp(-(torch.exp(self.nu_log) + NU_MIN), torch.exp(self.theta_log))
@@ -155,14 +165,14 @@ class LRURecurrence(nn.Module):
 class LRULayer(SequenceLayer):
     """LRU block as in the paper: LRU (+ D skip) → GELU → dropout → Linear(H, 2H) → GLU.
 
-    `LRULayer(LRUConfig(...))`; u (B, L, H) → (B, L, H); state (B, N, 2) per layer.
+    `LRULayer(LRUConfig(...))` or `LRULayer(d_model=…, d_state=…)`; u (B, L, H) → (B, L, H); state (B, N, 2) per layer.
     """
 
-    Config = LRUConfig
+    Config, core = LRUConfig, "lru"
 
-    def __init__(self, config: LRUConfig):
+    def __init__(self, config: LRUConfig | None = None, **fields: Any):
         super().__init__()
-        c = config
+        c = self.layer_config(config, fields)
         self.d_model, self.d_state = c.d_model, c.d_state
         self.lru = LRURecurrence(c.d_model, c.d_state, c.r_min, c.r_max, c.max_phase, SSMOptions.of(c))
         self.dropout = nn.Dropout(c.dropout)

@@ -16,50 +16,34 @@ onnxruntime broadcasts along an inner axis of size 2 (or 1) about 10× slower th
 H axis, and this layout makes the exported step ~2× faster at 1,000 cells (bench runtime).
 
 A = -exp(log_A_real) + i·A_imag keeps Re(A) < 0, hence |Ā| < 1 for both discretizations.
-Inits: diag-lin (A_n = -½ + iπn), diag-inv (S4D-Inv), real (A_n = -(n+1)), legs (S4D-LegS).
+Inits (models.layers.ssm_init): diag-lin (A_n = -½ + iπn), diag-inv (S4D-Inv), real (A_n = -(n+1)), random, and the
+HiPPO measures' normal-part spectra legs (S4D-LegS), legt, lagt, fourier; the seed's names (lin, inv, …) are aliases.
+
+The kernel is also a sequence core (models.layers.cores): H3, the gated MLP and the Mamba block run it as theirs.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from models.complex import cdiv, cexp, cmul, split_pair
-from models.hippo import s4d_legs_init
 from models.layers.conv_ssm import ConvSSMBlock, conv_with_skip
+from models.layers.ssm_init import INIT_METHODS, canonical_init, diagonal_init
 from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.stack import SSMForecaster, StackConfig
 
-INITS = ("diag-lin", "diag-inv", "real", "legs")
+INITS = INIT_METHODS
 DISCRETIZATIONS = ("zoh", "bilinear")
-
-
-def s4d_init_A(init: str, H: int, N2: int) -> tuple[Tensor, Tensor]:
-    """Initial A (H, N2) complex128 and B (H, N2) complex128 for an S4D init."""
-    n = torch.arange(N2, dtype=torch.float64)
-    B = torch.ones(N2, dtype=torch.complex128)
-    if init == "diag-lin":
-        A = torch.complex(-0.5 * torch.ones(N2, dtype=torch.float64), math.pi * n)
-    elif init == "diag-inv":
-        N = 2 * N2
-        A = torch.complex(-0.5 * torch.ones(N2, dtype=torch.float64), N / math.pi * (N / (2 * n + 1) - 1))
-    elif init == "real":
-        A = torch.complex(-(n + 1), torch.zeros(N2, dtype=torch.float64))
-    elif init == "legs":
-        A, B = s4d_legs_init(N2)
-    else:
-        raise ValueError(f"unknown S4D init {init!r}; choose from {INITS}")
-    return A.expand(H, N2).clone(), B.expand(H, N2).clone()
 
 
 @dataclass
 class S4DConfig(StackConfig):
     d_state: int = 8
-    init: str = "diag-lin"  # diag-lin | diag-inv | real | legs
+    init: str = "diag-lin"  # models.layers.ssm_init.INIT_METHODS (or an alias: lin, inv, legendre, …)
     disc: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3
     dt_max: float = 1e-1
@@ -68,18 +52,18 @@ class S4DConfig(StackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_s4d_options(self.init, self.disc, self.d_state)
+        self.init = check_s4d_options(self.init, self.disc, self.d_state)
         SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
 
 
-def check_s4d_options(init: str, disc: str, d_state: int) -> None:
-    """Validate the diagonal-SSM options (shared by every config that embeds an S4DKernel)."""
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+def check_s4d_options(init: str, disc: str, d_state: int) -> str:
+    """Validate the diagonal-SSM options; returns the init's canonical name."""
+    init = canonical_init(init)  # ValueError listing the init methods
     if disc not in DISCRETIZATIONS:
         raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {disc!r}")
     if d_state < 2 or d_state % 2:
         raise ValueError(f"d_state must be even and ≥ 2, got {d_state}")
+    return init
 
 
 class S4DKernel(nn.Module):
@@ -95,7 +79,7 @@ class S4DKernel(nn.Module):
             raise ValueError(f"unknown discretization {disc!r}; choose from {DISCRETIZATIONS}")
         H, N2 = d_model, d_state // 2
         self.H, self.N2, self.disc = H, N2, disc
-        A, B = s4d_init_A(init, H, N2)
+        A, B = diagonal_init(init, H, N2)  # (H, N2) complex128 each
         log_dt = opt.log_dt(H)
         C = torch.randn(n_directions, H, N2, dtype=torch.complex128) * (0.5**0.5)
         self.log_dt = opt.mark(nn.Parameter(log_dt.float()))
@@ -137,6 +121,11 @@ class S4DKernel(nn.Module):
     def state_shape(self) -> tuple[int, int, int]:
         """Per-cell state shape: (2, N2, H) re/im planes."""
         return (2, self.N2, self.H)
+
+    @property
+    def bidirectional(self) -> bool:
+        """True with an anti-causal second kernel (offline only: no state, no step)."""
+        return self.C.shape[0] == 2
 
     def forward(
         self, u: Tensor, state: Tensor | None = None, return_state: bool = False
@@ -195,11 +184,12 @@ class S4DKernel(nn.Module):
 
 
 class S4DLayer(ConvSSMBlock):
-    """S4D block (models.layers.conv_ssm.ConvSSMBlock) around an S4DKernel: `S4DLayer(S4DConfig(...))`.
+    """S4D block (models.layers.conv_ssm.ConvSSMBlock) around an S4DKernel: `S4DLayer(S4DConfig(...))`, or with the
+    seed's keywords `S4DLayer(d_model=64, d_state=16, init_method="inv")`.
 
     u (B, L, H) → (B, L, H); state (B, 2, N/2, H). bidirectional=True: non-causal, no state or step."""
 
-    Config, kind = S4DConfig, "S4D"
+    Config, kind, core = S4DConfig, "S4D", "s4d"
 
     def make_kernel(self, config: S4DConfig, n_directions: int) -> S4DKernel:
         c = config

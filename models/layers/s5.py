@@ -8,31 +8,35 @@ modes kept from the conjugate-symmetric half of a 2P-dimensional real system (d_
 
 Λ̄ (P,), B̄ (P, H), C̃ (H, P) complex; D (H,) real. The state is P complex numbers per cell, whatever H.
 
-Init (the paper's): Λ and V diagonalize the normal part of HiPPO-LegS, A + P Pᵀ = V Λ V*, keeping the
-modes with Im Λ > 0 (their conjugates are the other half), optionally as `blocks` = J copies of a
-(d_state/J)-sized HiPPO placed block-diagonally. B̃ = V⁻¹ B₀ = V* B₀ with B₀ real lecun-normal
-(d_state, H); C̃ = C₀ V with C₀ complex lecun-normal (H, d_state); Δ per mode, log-uniform in
-[dt_min, dt_max]; D standard normal. Re Λ = -exp(log_Lambda_real) < 0 keeps |Λ̄| < 1 for both
+Init (the paper's, `init` = legs): Λ and V diagonalize the normal part of HiPPO-LegS, A + P Pᵀ = V Λ V*, keeping
+the modes with Im Λ > 0 (their conjugates are the other half), optionally as `blocks` = J copies of a
+(d_state/J)-sized HiPPO placed block-diagonally. The other methods of models.layers.ssm_init: legt, lagt, fourier
+the same way from their normal parts; diag-lin, diag-inv, real, random their spectrum per block, with V the pairing
+basis (each complex mode a pair of real coordinates), so B̃ and C̃ are drawn the same way for every init:
+B̃ = V⁻¹ B₀ = V* B₀ with B₀ real lecun-normal (d_state, H); C̃ = C₀ V with C₀ complex lecun-normal (H, d_state);
+Δ per mode, log-uniform in [dt_min, dt_max]; D standard normal. Re Λ = -exp(log_Lambda_real) < 0 keeps |Λ̄| < 1 for both
 discretizations (ZOH: Λ̄ = exp(ΔΛ), B̄ = (Λ̄ − 1)/Λ · B̃; bilinear: Λ̄ = (1 + ΔΛ/2)/(1 − ΔΛ/2),
 B̄ = Δ/(1 − ΔΛ/2) · B̃).
 
 Parallel mode: the associative scan models.scan.linear_scan over Bu_t (no FFT: the MIMO kernel would
 be an (H, H, L) tensor), started from the initial state x_{-1}; the last scanned state is the final
 state. Recurrent mode: the same recurrence in real arithmetic on (re, im) pairs (ONNX-exportable).
+
+S5SSM is also a sequence core (models.layers.cores): H3, the gated MLP and the Mamba block can run it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import State, StateField
 from models.complex import cdiv, cexp, cmul, split_pair, stack_pair
-from models.hippo import nplr_legs
+from models.layers.ssm_init import canonical_init, s5_init
 from models.layers.ssm_options import SSMOptions
 from models.registry import register
 from models.scan import linear_scan
@@ -52,18 +56,13 @@ def check_blocks(d_state: int, blocks: int) -> None:
         )
 
 
-def s5_hippo_init(d_state: int, blocks: int = 1) -> tuple[Tensor, Tensor]:
-    """Λ (P,) and V (d_state, P) complex128, P = d_state/2: the Im Λ > 0 half of the eigenpairs of the
-    normal part of HiPPO-LegS, `blocks` copies of size d_state/blocks placed block-diagonally.
-
-    2·Re(V diag(Λ) V*) is the block-diagonal normal part A + P Pᵀ; V has orthonormal columns."""
+def s5_hippo_init(d_state: int, blocks: int = 1, init: str = "legs") -> tuple[Tensor, Tensor]:
+    """Λ (P,) and V (d_state, P) complex128, P = d_state/2 (models.layers.ssm_init.s5_init): for HiPPO-LegS the
+    Im Λ > 0 half of the eigenpairs of its normal part, `blocks` copies of size d_state/blocks placed
+    block-diagonally, so that 2·Re(V diag(Λ) V*) is the block-diagonal normal part A + P Pᵀ; V has orthonormal
+    columns."""
     check_blocks(d_state, blocks)
-    n = d_state // blocks
-    Lam, V, _, _ = nplr_legs(n)
-    Lam, V = Lam[: n // 2], V[:, : n // 2]
-    Lam = np.tile(Lam, blocks)  # (P,)
-    V = np.kron(np.eye(blocks), V)  # (d_state, P) block-diagonal
-    return torch.from_numpy(Lam), torch.from_numpy(V)
+    return s5_init(init, d_state, blocks)
 
 
 def lecun_normal(*shape: int, fan_in: int) -> Tensor:
@@ -76,6 +75,7 @@ def lecun_normal(*shape: int, fan_in: int) -> Tensor:
 class S5Config(StackConfig):
     d_state: int = 32  # 2P: total real-equivalent modes; the state keeps P complex modes
     blocks: int = 1  # J HiPPO blocks on the block diagonal of the init
+    init: str = "legs"  # models.layers.ssm_init.INIT_METHODS (or an alias)
     disc: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3
     dt_max: float = 1e-1
@@ -84,6 +84,7 @@ class S5Config(StackConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_blocks(self.d_state, self.blocks)
+        self.init = canonical_init(self.init)
         if self.disc not in DISCRETIZATIONS:
             raise ValueError(f"disc must be one of {DISCRETIZATIONS}, got {self.disc!r}")
         SSMOptions.of(self)  # ValueError naming a bad dt_min / dt_max / ssm_lr
@@ -93,7 +94,7 @@ class S5SSM(nn.Module):
     """The MIMO diagonal SSM: parameters, discretization, scan, recurrence. u (B, L, H) → (B, L, H)."""
 
     def __init__(self, d_model: int, d_state: int = 64, blocks: int = 1, disc: str = "zoh",
-                 options: SSMOptions | None = None):
+                 options: SSMOptions | None = None, init: str = "legs"):
         super().__init__()
         opt = options or SSMOptions()
         check_blocks(d_state, blocks)
@@ -101,7 +102,7 @@ class S5SSM(nn.Module):
             raise ValueError(f"unknown discretization {disc!r}; choose from {DISCRETIZATIONS}")
         H, P = d_model, d_state // 2
         self.H, self.P, self.disc = H, P, disc
-        Lam, V = s5_hippo_init(d_state, blocks)  # (P,), (d_state, P)
+        Lam, V = s5_hippo_init(d_state, blocks, init)  # (P,), (d_state, P)
         B = V.conj().T @ lecun_normal(d_state, H, fan_in=d_state).to(V.dtype)  # (P, H): V⁻¹ B₀
         # fan_in follows the reference implementation (JAX's default in_axis on these shapes)
         C0 = torch.complex(lecun_normal(H, d_state, fan_in=d_state), lecun_normal(H, d_state, fan_in=d_state))
@@ -113,6 +114,13 @@ class S5SSM(nn.Module):
         self.B = opt.mark(nn.Parameter(torch.view_as_real(B).float().contiguous()))  # (P, H, 2)
         self.C = nn.Parameter(torch.view_as_real(C).float().contiguous())  # (H, P, 2)
         self.D = nn.Parameter(torch.randn(H))
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Per-cell state shape: (P, 2), the P complex modes as (re, im) pairs."""
+        return (self.P, 2)
+
+    bidirectional = False  # causal only
 
     def discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Λ̄ (P,) and B̄ (P, H) as (re, im) pairs; real arithmetic only (exportable)."""
@@ -169,13 +177,13 @@ class S5Layer(SequenceLayer):
     with, and costs H² instead of 2H² weights. The dropout after the gate is the stack's residual
     dropout."""
 
-    Config = S5Config
+    Config, core = S5Config, "s5"
 
-    def __init__(self, config: S5Config):
+    def __init__(self, config: S5Config | None = None, **fields: Any):
         super().__init__()
-        c = config
+        c = self.layer_config(config, fields)
         self.d_model = c.d_model
-        self.ssm = S5SSM(c.d_model, c.d_state, c.blocks, c.disc, SSMOptions.of(c))
+        self.ssm = S5SSM(c.d_model, c.d_state, c.blocks, c.disc, SSMOptions.of(c), c.init)
         self.dropout = nn.Dropout(c.dropout)
         self.gate = nn.Linear(c.d_model, c.d_model)
 

@@ -66,3 +66,30 @@ def test_gss_default_widths_and_state():
     m = create_model("gated_mlp", d_model=2, d_ff=16, d_ssm=5)
     assert (m.layers[0].d_ff, m.layers[0].d_ssm) == (16, 5)
     assert create_model("gated_mlp", d_model=2).layers[0].d_ssm == 1
+
+
+def test_other_cores_on_the_ssm_branch():
+    """y = W_o(act(W_v u) ⊙ W_up core(act(W_z u))) for any core; `expand` sizes the wide branch (the seed's
+    expand_factor), `activation` both branches."""
+    torch.manual_seed(0)
+    layer = GatedMLPLayer.build(4, expand=3, d_ssm=2, d_state=4, ssm_layer="s5", activation="silu").double()
+    assert layer.d_ff == 12 and [f.shape for f in layer.state_spec()] == [(2, 2)]
+    u = torch.randn(2, 9, 4, dtype=torch.float64)
+    with torch.no_grad():
+        z = layer.kernel(F.silu(layer.to_z(u)))[0]
+        expected = layer.out(F.silu(layer.to_v(u)) * layer.up(z))
+        assert torch.allclose(layer(u)[0], expected, atol=1e-12)
+    assert GatedMLPLayer.build(4, expand=3, d_ff=5).d_ff == 5  # an explicit d_ff wins
+
+
+def test_no_ssm_is_a_position_wise_gated_mlp():
+    """ssm_layer "none" (the seed's ssm_layer=None): z' = z, no state; each position on its own."""
+    torch.manual_seed(0)
+    layer = GatedMLPLayer.build(4, d_ff=8, ssm_layer="none").double()
+    assert layer.state_spec() == []
+    u = torch.randn(2, 6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        y, s = layer(u, (), return_state=True)
+        assert s == () and torch.allclose(y, layer.out(F.gelu(layer.to_v(u)) * layer.up(F.gelu(layer.to_z(u)))))
+        y_t, s_t = layer.step(u[:, 3], ())
+        assert s_t == () and torch.allclose(y_t, y[:, 3], atol=1e-14)

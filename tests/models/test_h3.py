@@ -115,3 +115,41 @@ def test_model_state_and_poles():
     poles = m.ssm_poles()
     assert poles.shape == (2 * 4 * 3,) and (poles.abs() < 1).all()  # the diagonal SSMs' only (per head)
     assert create_model("h3", shift_size=4, d_state=8).state_spec()[0].shape == (32, 3)
+
+
+@pytest.mark.parametrize("core,shape", [("s4", (2, 2, 2, 3, 2)), ("s4d", (2, 2, 2, 3, 2)), ("s5", (2, 2, 3, 2)),
+                                        ("lru", (2, 2, 6, 2)), ("mamba", (2, 2, 6, 2))])
+def test_every_core_as_the_diagonal_ssm(core, shape):
+    """The diagonal SSM is the chosen core over the n_heads channels; its state per (i, j) entry of the head."""
+    torch.manual_seed(0)
+    layer = H3Layer.build(4, d_state=6, shift_size=3, d_head=2, ssm_layer=core).double()
+    assert [f.shape for f in layer.state_spec()] == [(4, 2), shape]
+    s0 = _random_layer_state(layer, 2)
+    u = torch.randn(2, 17, 4, dtype=torch.float64)
+    with torch.no_grad():
+        y_par, s_par = layer(u, s0, return_state=True)
+        y_rec, s_rec = _steps(layer, u, s0)
+    assert torch.allclose(y_rec, y_par, atol=1e-12, rtol=0)
+    assert all(torch.allclose(a, b, atol=1e-11, rtol=0) for a, b in zip(s_rec, s_par))
+
+
+def test_d_head_1_is_q_times_the_core_of_shifted_k_times_v():
+    """d_head = 1: y = W_o(q ⊙ core(act(shift(k)) ⊙ v)), with the core (here S5, MIMO over the heads) and the
+    activation (here GELU, the seed's) as given."""
+    torch.manual_seed(0)
+    layer = H3Layer.build(4, d_state=4, shift_size=2, ssm_layer="s5", activation="gelu").double()
+    u = torch.randn(2, 10, 4, dtype=torch.float64)
+    with torch.no_grad():
+        q, k, v = layer.qkv(u).chunk(3, -1)
+        k = torch.nn.functional.gelu(layer.shift(k)[0])
+        expected = layer.out(q * layer.kernel(k * v)[0])
+        assert torch.allclose(layer(u)[0], expected, atol=1e-12)
+
+
+def test_bidirectional_h3_is_offline():
+    m = create_model("h3", d_model=4, d_state=4, n_layers=1, ssm_layer="s4", bidirectional=True)
+    assert m.layers[0].kernel.bidirectional
+    x = torch.randn(1, 12, 1)
+    assert m(x).shape == (1, 12, 1, 1)
+    with pytest.raises(RuntimeError, match="non-causal"):
+        m.layers[0].state_spec()

@@ -1,5 +1,6 @@
 """Checks every sequence layer of the SSM stack shares: gradients, step ≡ forward, config validation, the
-bidirectional conv-SSM block, and the shared SSM options. Layer-specific numerics live in test_<layer>.py."""
+bidirectional conv-SSM block, and the shared SSM options; also for layers around other sequence cores (H3, the
+gated MLP, the Mamba block with s4, s5, lru, mamba cores). Layer-specific numerics live in test_<layer>.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from models import create_model, list_models, model_class
 from models.layers.gated_mlp import GatedMLPLayer
 from models.layers.h3 import H3Layer
 from models.layers.lru import LRULayer
-from models.layers.mamba import MambaLayer
+from models.layers.mamba import MambaBlock, MambaLayer
 from models.layers.s4 import S4Layer
 from models.layers.s4d import S4DLayer
 from models.layers.s5 import S5Layer
@@ -31,11 +32,25 @@ LAYERS = {
     "gated_mlp": (GatedMLPLayer, {"d_model": 3, "d_ff": 5, "d_ssm": 2, "d_state": 4, "init": "legs"}, 6),
 }
 WITH_DT = ["s4d", "s4", "s5", "mamba", "h3", "gated_mlp"]  # layers with a Δ (dt_min / dt_max)
+# layers around another sequence core (models.layers.cores), and the complex selective SSM
+COMPOSED = {
+    "mamba-s4d": (MambaBlock, {"d_model": 4, "d_state": 4, "d_conv": 2, "expand": 1, "ssm_layer": "s4d"}, 5),
+    "mamba-complex": (MambaLayer, {"d_model": 4, "d_state": 4, "d_conv": 2, "expand": 1, "init": "diag-inv",
+                                   "chunk_size": 2}, 5),
+    "h3-s5": (H3Layer, {"d_model": 4, "d_state": 4, "shift_size": 2, "d_head": 2, "ssm_layer": "s5"}, 5),
+    "h3-mamba": (H3Layer, {"d_model": 4, "d_state": 2, "shift_size": 2, "ssm_layer": "mamba",
+                           "layer_options": {"chunk_size": 2}}, 5),
+    "gated_mlp-lru": (GatedMLPLayer, {"d_model": 3, "d_ff": 4, "d_ssm": 2, "d_state": 2, "ssm_layer": "lru",
+                                      "layer_options": {"r_min": 0.5, "r_max": 0.9}}, 5),
+    "gated_mlp-s4-legt": (GatedMLPLayer, {"d_model": 2, "d_ff": 2, "d_ssm": 1, "d_state": 4, "ssm_layer": "s4",
+                                          "init": "legt"}, 4),
+}
+ALL_LAYERS = {**LAYERS, **COMPOSED}
 
 
 def small_layer(name: str, dtype=torch.float64, seed: int = 0):
-    """The small layer of LAYERS, its parameters moved off their init (so every path matters), and an input."""
-    cls, fields, L = LAYERS[name]
+    """The small layer of ALL_LAYERS, its parameters moved off their init (so every path matters), and an input."""
+    cls, fields, L = ALL_LAYERS[name]
     fields = dict(fields)
     torch.manual_seed(seed)
     layer = cls.build(fields.pop("d_model"), **fields).to(dtype).eval()
@@ -50,7 +65,7 @@ def random_layer_state(layer, batch: int, dtype=torch.float64, seed: int = 1):
     return tuple(torch.randn(batch, *f.shape, generator=g, dtype=dtype) for f in layer.state_spec())
 
 
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", ALL_LAYERS)
 def test_gradcheck_inputs_and_state_float64(name):
     """Outputs and final states of forward (from a state) and step, w.r.t. the input and the state."""
     layer, u = small_layer(name)
@@ -83,7 +98,7 @@ class _Method(torch.nn.Module):
         return (y, *state)
 
 
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", ALL_LAYERS)
 def test_gradcheck_parameters_float64(name):
     """Gradients reach every parameter (Λ / A, Δ, B, C, D and the projections) through forward, from a zero
     and from a non-zero state, and through step."""
@@ -102,7 +117,7 @@ def test_gradcheck_parameters_float64(name):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", ALL_LAYERS)
 def test_step_reproduces_forward(name, dtype, tol):
     layer, _ = small_layer(name, dtype)
     u = torch.randn(2, 41, layer.d_model, dtype=dtype, generator=torch.Generator().manual_seed(2))
@@ -129,7 +144,25 @@ BAD_CONFIGS = [
     ("s4d", {"d_state": 5}, ValueError, "even"),
     ("s4", {"d_state": 5}, ValueError, "d_state"),
     ("s4", {"dt_min": 0.1, "dt_max": 0.01}, ValueError, "dt_min"),
-    ("s4", {"init": "legs"}, TypeError, "valid fields"),
+    ("s4", {"init": "nope"}, ValueError, "init must be one of"),
+    ("s5", {"init": "nope"}, ValueError, "init must be one of"),
+    ("mamba", {"init": "nope"}, ValueError, "init must be one of"),
+    ("mamba", {"init": "diag-lin", "d_state": 5}, ValueError, "even"),  # complex A: conjugate pairs
+    ("mamba", {"disc": "bilinear"}, ValueError, "disc must be one of"),  # ZOH for A, Euler for B only
+    ("mamba", {"ssm_layer": "s4", "disc": "zoh"}, ValueError, "disc must be one of"),  # S4's kernel is bilinear
+    ("mamba", {"ssm_layer": "none"}, ValueError, "valid combinations"),
+    ("mamba", {"ssm_layer": "s5", "bidirectional": True}, ValueError, "bidirectional"),
+    ("mamba", {"layer_options": {"dt_rank": 2}}, TypeError, "not layer_options"),
+    ("mamba", {"activation": "swish"}, ValueError, "activation must be one of"),
+    ("h3", {"ssm_layer": "none"}, ValueError, "valid combinations"),
+    ("h3", {"ssm_layer": "transformer"}, ValueError, "valid combinations"),
+    ("h3", {"ssm_layer": "lru", "init": "legs"}, ValueError, "no continuous-time A"),
+    ("h3", {"ssm_layer": "s5", "d_state": 6, "layer_options": {"blocks": 2}}, ValueError, "d_state"),
+    ("h3", {"ssm_layer": "s4d", "layer_options": {"blocks": 2}}, TypeError, "has no option"),
+    ("h3", {"ssm_layer": "lru", "layer_options": {"r_max": 2.0}}, ValueError, "LRU ring needs"),
+    ("gated_mlp", {"ssm_layer": "none", "init": "legs"}, ValueError, "no continuous-time A"),
+    ("gated_mlp", {"expand": 0.01}, ValueError, "expand"),
+    ("gated_mlp", {"activation": "nope"}, ValueError, "activation must be one of"),
     ("s5", {"d_state": 5}, ValueError, "d_state"),
     ("s5", {"d_state": 12, "blocks": 4}, ValueError, "d_state"),  # blocks of odd size 3
     ("s5", {"blocks": 0}, ValueError, "blocks"),

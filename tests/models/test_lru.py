@@ -128,3 +128,19 @@ def test_seed_style_entry_point():
     m = create_model(architecture="ssm", ssm_layer="lru", d_model=16, d_state=8, num_layers=3)
     assert m.name == "lru" and type(m).__name__ == "LRU" and m.config.n_layers == 3
     assert m.init_state(5)[0].shape == (5, 8, 2)
+
+
+def test_lru_as_a_core():
+    """The LRU is a sequence core of the other architectures: its ring options travel in layer_options; it has no
+    continuous-time A, so an init method is refused."""
+    m = create_model("gated_mlp", d_model=8, d_state=4, n_layers=1, ssm_layer="lru",
+                     layer_options={"r_min": 0.2, "r_max": 0.3, "max_phase": 1.0})
+    rec = m.layers[0].kernel
+    assert isinstance(rec, LRURecurrence) and rec.N == 4 and rec.H == 2
+    assert ((rec.discrete_poles().abs() >= 0.2 - 1e-6) & (rec.discrete_poles().abs() <= 0.3 + 1e-6)).all()
+    assert (rec.continuous_poles().imag <= 1.0 + 1e-6).all()
+    assert m.state_spec()[0].shape == (4, 2)
+    with pytest.raises(ValueError, match="no continuous-time A"):
+        create_model("h3", ssm_layer="lru", init="legs")
+    with pytest.raises(TypeError, match="valid fields"):
+        create_model("lru", init="legs")  # the plain LRU stack has no init field at all

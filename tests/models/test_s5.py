@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from models import S5Layer, create_model
-from models.hippo import legs, legs_low_rank
+from models.hippo import hippo, legs, legs_low_rank, low_rank, nplr
 from models.layers.s5 import S5SSM, s5_hippo_init
+from models.layers.ssm_init import REAL_PART_MAX, diagonal_spectrum, pairing_basis
 from models.layers.ssm_options import SSMOptions
 from models.scan import linear_scan_ref
 
@@ -146,3 +147,43 @@ def test_seed_style_entry_point():
     assert m.name == "s5" and m.config.n_layers == 2 and m.config.blocks == 2
     y = m(torch.randn(2, 10, 1))
     assert y.shape == (2, 10, 1, 1)
+
+
+@pytest.mark.parametrize("init", ["legt", "lagt", "fourier"])
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_other_hippo_inits_reproduce_their_normal_parts(init, blocks):
+    """legt, lagt, fourier as S5 takes LegS: the Im Λ > 0 half of the normal part's eigenpairs, per block; Re Λ = 0
+    (LegT, Fourier) clamped to −1e-4."""
+    d_state = 8
+    Lam, V = s5_hippo_init(d_state, blocks, init)
+    n = d_state // blocks
+    A, _ = hippo(init, n)
+    normal = np.kron(np.eye(blocks), A + low_rank(init, n).T @ low_rank(init, n))
+    lam_exact, _, _, _ = nplr(init, n)
+    w = lam_exact[0].real
+    assert torch.allclose(Lam.real, torch.full_like(Lam.real, min(w, REAL_PART_MAX)))
+    assert torch.allclose(V.conj().T @ V, torch.eye(d_state // 2, dtype=V.dtype), atol=1e-12)
+    recon = 2 * (V * torch.complex(torch.full_like(Lam.real, w), Lam.imag)) @ V.conj().T  # unclamped real part
+    assert np.abs(recon.real.numpy() - normal).max() < 1e-10
+
+
+@pytest.mark.parametrize("init", ["diag-lin", "diag-inv", "real", "random"])
+def test_diagonal_inits_use_their_spectrum_and_the_pairing_basis(init):
+    torch.manual_seed(0)
+    Lam, V = s5_hippo_init(8, 2, init)
+    if init == "random":
+        assert (Lam.real == -0.5).all() and (Lam.imag >= 0).all() and (Lam.imag < 2 * torch.pi).all()
+        assert not torch.equal(Lam[:2], Lam[2:])  # each block draws its own
+    else:
+        assert torch.allclose(Lam, diagonal_spectrum(init, 2).repeat(2))
+    assert torch.allclose(V.conj().T @ V, torch.eye(4, dtype=V.dtype), atol=1e-12)
+    assert torch.allclose(V[:4, :2], torch.from_numpy(pairing_basis(4)))
+    torch.manual_seed(0)
+    ssm = S5SSM(3, 8, blocks=2, init=init)  # the layer draws the same spectrum from the same seed
+    assert torch.allclose(ssm.continuous_poles().to(torch.complex128), Lam, atol=1e-5)
+
+
+def test_init_through_the_config():
+    m = create_model("s5", d_model=8, d_state=8, init="lin")
+    assert m.config.init == "diag-lin"
+    assert torch.allclose(m.layers[0].ssm.Lambda_imag, torch.tensor([0.0, 1, 2, 3]) * torch.pi, atol=1e-5)
