@@ -90,8 +90,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_e2sm(args: argparse.Namespace) -> int:
+    from bench import e2sm
+
+    result = e2sm.run(version=args.kpm_version, min_seconds=args.min_seconds, service=not args.no_service,
+                      bundle=args.bundle, cells=args.cells, samples=args.samples, progress=_progress(args))
+    print_result(result, args.json)
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    """`ms3m eval ablation` (service/eval_cli.py parses it): one model trained per value of one config field."""
+
+    from bench.ablation import parse_values, run_ablation
+    from service.output import print_result
+
+    if not args.model or len(args.model) != 1 or not args.param or "=" not in args.param:
+        print("ms3m eval ablation: give one --model and --param name=v1,v2,… (e.g. --model afssm "
+              "--param compression_ratio=0.25,0.5,1.0)", file=sys.stderr)
+        return 2
+    name, _, text = args.param.partition("=")
+    try:
+        values = parse_values(text)
+    except ValueError as e:
+        print(f"ms3m eval ablation: {e}", file=sys.stderr)
+        return 2
+    data = args.data or "ett"
+    horizon = args.horizon[0] if args.horizon else None
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    try:
+        result = run_ablation(args.model[0], name.strip(), values, data, args.out or f"reports/ablation/"
+                              f"{args.model[0]}-{name.strip()}-{data.replace('/', '_')}", horizon=horizon,
+                              steps=args.steps, seed=args.seed or 0, progress=not args.quiet, log=log)
+    except (KeyError, TypeError) as e:
+        print(f"ms3m eval ablation: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "model_info"}
+            for r in result["rows"]]
+    cols = [name.strip(), "val", "mse", "mae", "params", "state_bytes_per_cell", "us_per_step_b1",
+            "us_per_step_b1000"]
+    print_result({"benchmark": "eval ablation", "title": f"ms3m eval ablation: {args.model[0]} {name} on {data}",
+                  "columns": cols, "rows": rows, "summary": {k: v for k, v in result.items() if k != "rows"},
+                  "results": result}, args.json)
+    return 0
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    """Adds `bench` and its benchmarks (step, runtime, service, memory, controllability, train) to `sub`."""
+    """Adds `bench` and its benchmarks (step, runtime, service, memory, controllability, train, e2sm) to `sub`."""
     p = sub.add_parser(
         "bench",
         help="benchmarks that print figures (add --json for one JSON document last)",
@@ -202,4 +247,21 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--threads", type=int, default=1, help="torch threads")
     _output_args(tr)
     tr.set_defaults(handler=_cmd_train)
+    e2 = bsub.add_parser(
+        "e2sm",
+        help="E2SM-KPM decode / encode rates on one core, and the service with KPM ingest beside protobuf",
+        description="Indications/s on one core of the E2SM-KPM codec: decode format 1 with 10 measurements (the "
+        "specialised aligned-PER decoder, with the measInfoList repeated as E2 nodes send it and with every "
+        "message distinct, and asn1tools alone), encode format 1, decode and encode format 3 with 32 UEs; then "
+        "`ms3m serve` fed the simulator's samples pre-encoded, as KpiIndications (E2Ingest) and as E2SM-KPM "
+        "indications (E2smIngest), on one acked stream: accepted samples/s and ack latency of each.",
+    )
+    e2.add_argument("--kpm-version", type=int, choices=[2, 3, 4], default=3, help="E2SM-KPM version (default 3)")
+    e2.add_argument("--min-seconds", type=float, default=1.0, help="CPU seconds per codec measurement")
+    e2.add_argument("--no-service", action="store_true", help="codec rows only")
+    e2.add_argument("--bundle", help="bundle of the service rows (default: the registry-default S4D bundle)")
+    e2.add_argument("--cells", type=int, default=1000, help="simulated cells of the service rows")
+    e2.add_argument("--samples", type=int, default=100_000, help="samples per service row")
+    _output_args(e2)
+    e2.set_defaults(handler=_cmd_e2sm)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])

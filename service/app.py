@@ -32,9 +32,13 @@ from service.api.rest import create_app
 from service.buffer.base import DURABLE_MODES, WindowBuffer
 from service.config import Settings
 from service.control import DescriptorWatcher, ExpertWarmups, StepControl
+from service.e2sm.config import E2smSettings
+from service.e2sm.ingest import E2smIngest
+from service.e2sm.rest import add_e2sm_routes
+from service.e2sm.sink import ControlSink, RcEventHub
+from service.e2sm.subscription import SubscriptionTable
 from service.engine.engine import StepEngine
 from service.engine.host import ModelHost
-from service.events import EventHub
 from service.forecasts import PredictGate, cold_start_forecast, latest_forecast
 from service.ingest.journal import DiskJournal
 from service.ingest.pipeline import IngestPipeline
@@ -52,8 +56,10 @@ log = logging.getLogger("ms3m.xapp")
 class XApp:
     """One xApp instance. `await start()` binds both ports (0 = any free port), `await stop()` drains."""
 
-    def __init__(self, settings: Settings, buffer: WindowBuffer | None = None, clock=time.time):
+    def __init__(self, settings: Settings, buffer: WindowBuffer | None = None, clock=time.time,
+                 e2sm: E2smSettings | None = None):
         self.settings = s = settings
+        self.e2sm_settings = e2sm if e2sm is not None else E2smSettings()
         self.clock = clock
         self.metrics = Metrics()
         self.registry = self.metrics.registry
@@ -65,7 +71,8 @@ class XApp:
         self.policies = PolicyStore()
         primary = self.hosts[0] if self.hosts else None
         self.action_policy = ActionPolicy(primary.targets, ActionConfig(mode=s.action_mode)) if primary else None
-        self.events = EventHub(primary, self.metrics, s.action_log_size)
+        self.control_sink = ControlSink(self.e2sm_settings, self.registry)  # E2SM-RC of slice quota actions
+        self.events = RcEventHub(primary, self.metrics, s.action_log_size, self.control_sink)
         self.actions, self.subscribers = self.events.actions, self.events.subscribers
         self.control = StepControl(self.hosts, self.routers, self.policies, self.action_policy, self.events,
                                    self.metrics, clock)
@@ -79,6 +86,8 @@ class XApp:
         self.pipeline = IngestPipeline(self.validator, self.buffer, self.engine, self.metrics,
                                        max_cells=self.max_cells, max_queue_samples=s.max_queue_samples,
                                        journal=open_journal(s, self.buffer, self.kpis))
+        self.e2sm = E2smIngest(self.pipeline, self.metrics, SubscriptionTable(self.e2sm_settings.kpm_version))
+        self.control_sink.node_of = self.e2sm.node_of_cell.get
         self.persistence = None
         if self.buffer is not None:
             self.control.warmups = ExpertWarmups(self.hosts, self.buffer, self.engine, self.metrics, s.window_length)
@@ -93,9 +102,10 @@ class XApp:
         self._tasks: list[asyncio.Task] = []
         self.auth = load_token_auth(s.auth_tokens.get_secret_value() if s.auth_tokens else None, s.auth_tokens_file)
         self.rest_app = create_app(self, self.registry, self.auth)
+        add_e2sm_routes(self.rest_app, self.e2sm, self.control_sink)
         undecodable = DecodeErrorInterceptor(lambda method: self.metrics.ingest_rejected.labels("malformed").inc())
         self.grpc_server, self.health, self.grpc_services = create_grpc_server(
-            s.grpc_max_message_bytes, register_services(self),
+            s.grpc_max_message_bytes, register_services(self, self.e2sm, self.control_sink),
             [*([GrpcTokenInterceptor(self.auth, s.auth_reads)] if self.auth else ()), undecodable])
         self.http_port: int | None = None
         self.grpc_port: int | None = None

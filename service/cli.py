@@ -243,157 +243,45 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    import dataclasses
-    import sys
-    from pathlib import Path
-
-    from models.training import compare as cmp
-    from service.output import print_result
-
-    preset = args.preset
-    if preset == "ablation":
-        return _cmd_ablation(args)
-    if args.param:
-        print("ms3m eval: --param belongs to `ms3m eval ablation`", file=sys.stderr)
-        return 2
-    if args.split == "app" and preset != "irish5g":
-        print("ms3m eval: --split app is the Irish 5G cross-application protocol (preset irish5g)", file=sys.stderr)
-        return 2
-    horizons = args.horizon or (list(cmp.ETT_HORIZONS) if preset == "ett" else [10])
-    models = args.model or (["dlinear", "linear", "s4d", "mamba", "lru", "transformer", "lstm", "ms3m",
-                             *cmp.RESEARCH_BASELINES]
-                            if preset == "ett" else ["s4d", "mamba", "transformer", "lstm", "tcn", "ms3m"])
-    seeds = [args.seed + i for i in range(args.seeds)] if args.seed is not None else list(range(args.seeds))
-    out_root = Path(args.out or f"reports/{preset}")
-    rows, everything = [], {}
-    for h in horizons:
-        if preset == "compare":
-            if not args.data:
-                print("ms3m eval compare: --data is required", file=sys.stderr)
-                return 2
-            from models.training.trainer import TrainConfig
-
-            base, overrides = TrainConfig(data=args.data, horizon=h, max_steps=args.steps or 1500), {}
-            published = None
-        else:
-            base, overrides = cmp.PRESETS[preset](h, args.steps or (2640 if preset == "ett" else 1500))
-            published = cmp.ETT_PUBLISHED.get(h) if preset == "ett" else None
-        log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-        # --split app: train on one application's traces and test on the other's, both ways
-        variants = ([(f"app-{a}", {"split": "app", "train_app": a}) for a in ("Download", "Netflix")]
-                    if args.split == "app" else [("", {"split": args.split} if args.split else {})])
-        for label, split in variants:
-            per_seed = []
-            for seed in seeds:
-                key = "/".join(p for p in (label, f"h{h}", f"seed{seed}" if len(seeds) > 1 else "") if p)
-                summary = cmp.compare(models, dataclasses.replace(base, seed=seed, **split), overrides, out_root / key,
-                                      progress=not args.quiet, log=log, published=published)
-                everything[key] = summary
-                per_seed.append(cmp.table_rows(summary))
-            for r in cmp.aggregate_seeds(per_seed):
-                rows.append({**({"train": label[4:], "test": "Netflix" if label[4:] == "Download" else "Download"}
-                                 if label else {}), "horizon": h, **r})
-    if len(horizons) > 1:  # the average over horizons, per model (the papers' "avg" column)
-        for model in dict.fromkeys(r["model"] for r in rows):
-            rs = [r for r in rows if r["model"] == model]
-            if len(rs) == len(horizons):
-                rows.append({"horizon": "avg", "model": model, "seeds": rs[0].get("seeds"),
-                             **{k: sum(r[k] for r in rs) / len(rs) for k in ("mse", "mae")}})
-    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    kpi_cols = sorted({k for r in rows for k in r if k.startswith("mae[") and not k.endswith("_std")})
-    std_cols = ["mse_std", "mae_std"] if len(seeds) > 1 else []
-    drop_last = ["mse_drop_last"] if any("mse_drop_last" in r for r in rows) else []
-    cols = [*(["train", "test"] if args.split == "app" else []), "horizon", "model", "mse", *std_cols[:1], "mae",
-            *std_cols[1:], *drop_last, *(kpi_cols if len(kpi_cols) <= 2 else [])]
-    result = {"benchmark": f"eval {preset}", "title": f"ms3m eval {preset}", "columns": cols, "rows": rows,
-              "summary": {"report": str(out_root), "seeds": seeds}, "results": everything}
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_ablation(args: argparse.Namespace) -> int:
-    import sys
-
-    from bench.ablation import parse_values, run_ablation
-    from service.output import print_result
-
-    if not args.model or len(args.model) != 1 or not args.param or "=" not in args.param:
-        print("ms3m eval ablation: give one --model and --param name=v1,v2,… (e.g. --model afssm "
-              "--param compression_ratio=0.25,0.5,1.0)", file=sys.stderr)
-        return 2
-    name, _, text = args.param.partition("=")
-    try:
-        values = parse_values(text)
-    except ValueError as e:
-        print(f"ms3m eval ablation: {e}", file=sys.stderr)
-        return 2
-    data = args.data or "ett"
-    horizon = args.horizon[0] if args.horizon else None
-    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    try:
-        result = run_ablation(args.model[0], name.strip(), values, data, args.out or f"reports/ablation/"
-                              f"{args.model[0]}-{name.strip()}-{data.replace('/', '_')}", horizon=horizon,
-                              steps=args.steps, seed=args.seed or 0, progress=not args.quiet, log=log)
-    except (KeyError, TypeError) as e:
-        print(f"ms3m eval ablation: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "model_info"}
-            for r in result["rows"]]
-    cols = [name.strip(), "val", "mse", "mae", "params", "state_bytes_per_cell", "us_per_step_b1",
-            "us_per_step_b1000"]
-    print_result({"benchmark": "eval ablation", "title": f"ms3m eval ablation: {args.model[0]} {name} on {data}",
-                  "columns": cols, "rows": rows, "summary": {k: v for k, v in result.items() if k != "rows"},
-                  "results": result}, args.json)
-    return 0
-
-
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="train and compare models under one protocol; Markdown report and PNG plots",
-        description="ett: ETTh1 with the standard LTSF protocol (lookback 96, all 7 channels, horizons "
-        "96/192/336/720 and their average, every test window, MSE/MAE normalized), next to published figures; "
-        "DLinear reproduces its paper. "
-        "With --seeds N every model trains N times (seeds seed … seed+N−1) and the table gives mean and std. "
-        "irish5g: real operator LTE/5G traces, held-out traces, DL throughput 1–10 s ahead, MAE in kbit/s and "
-        "the last-value baseline. compare: any dataset (--data). Each writes reports/<preset>/h<H>/ with "
-        "results.json, report.md, error_by_horizon.png and forecast plots. "
-        "ablation: one --model trained once per value of --param name=v1,v2,… on --data (ett, irish5g with their "
-        "presets' recipe, or any dataset; default ett): validation and test error, state bytes per cell and µs "
-        "per exported step at batch 1 and 1,000, with ablation.png under reports/ablation/.",
-    )
-    p.add_argument("preset", choices=["ett", "irish5g", "compare", "ablation"], help="which comparison")
-    p.add_argument("--model", action="append", help="model to include (repeatable; default: the preset's list)")
-    p.add_argument("--horizon", type=int, action="append", help="horizon(s) (default: ett 96 and 192; else 10)")
-    p.add_argument("--data", help="dataset for `compare` and `ablation` (synthetic, ett, irish5g, a CSV path, ...)")
-    p.add_argument("--param", help="ablation: the config field and its values, name=v1,v2,…")
-    p.add_argument("--steps", type=int, help="training steps per model (same budget for all)")
-    p.add_argument("--seed", type=int, help="first random seed (default 0)")
-    p.add_argument("--split", choices=["series", "time", "app"],
-                   help="how to split (default: the preset's); app: Irish 5G cross-application protocol, train on "
-                   "Download traces and test on Netflix ones, then the other way round")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per model (mean ± std over them; default 1)")
-    p.add_argument("--out", help="report folder (default reports/<preset>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print one JSON document last")
-    p.set_defaults(handler=_cmd_eval)
+    from service.eval_cli import add_eval_parser
+
+    try:
+        from bench.cli import cmd_ablation  # the ablation times exported steps (bench.step)
+    except ModuleNotFoundError as e:
+        if e.name != "bench":
+            raise
+        cmd_ablation = None
+    add_eval_parser(sub, cmd_ablation)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from models.registry import config_fields, list_models
+    from models.layers.ssm_init import ALIASES, INIT_METHODS
+    from models.registry import compositions, config_fields, list_models
 
+    if args.json:
+        print(json.dumps({"models": {n: config_fields(n) for n in list_models()},
+                          "architectures": {a: list(c) for a, c in compositions().items()},
+                          "init_methods": list(INIT_METHODS), "init_aliases": ALIASES}, default=str))
+        return 0
     for name in list_models():
         fields = {k: v for k, v in config_fields(name).items()
                   if k not in ("d_input", "n_targets", "horizon", "target_index")}
         print(f"{name:12s} " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k != "experts"))
+    print("\narchitectures × SSM cores (create_model(architecture=…, ssm_layer=…), `--set ssm_layer=…`):")
+    for arch, cores in compositions().items():
+        print(f"  {arch:12s} {', '.join(cores) if cores else '(no SSM core)'}")
+    print(f"init methods (`--set init=…`): {', '.join(INIT_METHODS)}; aliases: "
+          + ", ".join(f"{a}={b}" for a, b in ALIASES.items()))
     return 0
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the models of the zoo and their hyperparameters",
-                       description="Every registered model with its hyperparameters and defaults "
-                       "(set them with `ms3m train --set KEY=VALUE`).")
+    p = sub.add_parser("models", help="list the models of the zoo, their hyperparameters, architectures × cores",
+                       description="Every registered model with its hyperparameters and defaults (set them with "
+                       "`ms3m train --set KEY=VALUE`), the architectures and the SSM cores each takes, and the "
+                       "init methods.")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=_cmd_models)
 
 
@@ -409,10 +297,16 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     add_replay_parser(sub)
 
 
+def _add_e2(sub: argparse._SubParsersAction) -> None:
+    from service.e2sm.cli import add_e2_parser
+
+    add_e2_parser(sub)
+
+
 # Subcommands are registered here only once their feature works.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_serve, _add_simulate, _add_replay, _add_config, _add_models, _add_train, _add_export, _add_eval,
-    _add_bench,
+    _add_demo, _add_serve, _add_simulate, _add_replay, _add_e2, _add_config, _add_models, _add_train, _add_export,
+    _add_eval, _add_bench,
 ]
 
 

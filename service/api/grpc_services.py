@@ -1,4 +1,5 @@
-"""gRPC services of the xApp: E2Ingest (KPI indications in) and Forecasting (forecasts and actions out)."""
+"""gRPC services of the xApp: E2Ingest (KPI indications in), Forecasting (forecasts and actions out), and the
+E2SM path: E2smIngest (E2SM-KPM RIC indications in) and E2Control (E2SM-RC control requests out)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from ms3m.v1 import forecast_pb2, forecast_pb2_grpc, kpm_pb2, kpm_pb2_grpc
+from ms3m.v1 import e2sm_pb2, e2sm_pb2_grpc, forecast_pb2, forecast_pb2_grpc, kpm_pb2, kpm_pb2_grpc
 from service.api.grpc_server import Registrar
 from service.events import Subscriber
 
 if TYPE_CHECKING:
     from service.api.port import XAppPort
+    from service.e2sm.ingest import E2smIngest
+    from service.e2sm.sink import ControlSink
 
 MAX_SUBSCRIBER_QUEUE = 10_000
 MAX_PREDICT_CELLS = 10_000
@@ -28,20 +31,11 @@ class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why} (message {msg.message_id})")
 
     async def Publish(self, request_iterator, context):
-        total = kpm_pb2.IngestAck()
-        counts: dict[int, int] = {}
+        total, counts = kpm_pb2.IngestAck(), {}
         async for msg in request_iterator:
             received = time.perf_counter()
             await self._check_capacity(msg, context)
-            ack = await self.xapp.ingest(msg, received)
-            total.message_id = ack.message_id
-            total.messages += 1
-            total.accepted += ack.accepted
-            total.rejected += ack.rejected
-            for rc in ack.rejections:
-                counts[rc.reason] = counts.get(rc.reason, 0) + rc.count
-            if len(total.details) < 64:
-                total.details.extend(ack.details[: 64 - len(total.details)])
+            _add_ack(total, counts, await self.xapp.ingest(msg, received))
         total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
         return total
 
@@ -50,6 +44,67 @@ class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
             received = time.perf_counter()
             await self._check_capacity(msg, context)
             yield await self.xapp.ingest(msg, received)
+
+
+def _add_ack(total: kpm_pb2.IngestAck, counts: dict[int, int], ack: kpm_pb2.IngestAck) -> None:
+    """Fold one message's ack into a stream's summary ack (rejection counts kept in `counts`)."""
+    total.message_id = ack.message_id
+    total.messages += 1
+    total.accepted += ack.accepted
+    total.rejected += ack.rejected
+    for rc in ack.rejections:
+        counts[rc.reason] = counts.get(rc.reason, 0) + rc.count
+    if len(total.details) < 64:
+        total.details.extend(ack.details[: 64 - len(total.details)])
+
+
+class E2smIngestService(e2sm_pb2_grpc.E2smIngestServicer):
+    """E2SM-KPM RIC indications (service/e2sm/ingest.py): the acks, limits and statuses of E2Ingest."""
+
+    def __init__(self, e2sm: E2smIngest):
+        self.e2sm = e2sm
+
+    async def _check_capacity(self, batch: e2sm_pb2.RicIndicationBatch, context) -> None:
+        if (why := self.e2sm.pipeline.queue_full(self.e2sm.reports(batch))) is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why} (message {batch.message_id})")
+
+    async def PublishE2sm(self, request_iterator, context):
+        total, counts = kpm_pb2.IngestAck(), {}
+        async for batch in request_iterator:
+            received = time.perf_counter()
+            await self._check_capacity(batch, context)
+            _add_ack(total, counts, await self.e2sm.ingest(batch, received))
+        total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
+        return total
+
+    async def PublishE2smAcked(self, request_iterator, context):
+        async for batch in request_iterator:
+            received = time.perf_counter()
+            await self._check_capacity(batch, context)
+            yield await self.e2sm.ingest(batch, received)
+
+    async def SetSubscription(self, request: e2sm_pb2.E2Subscription, context):
+        from service.e2sm.specs import E2smError
+
+        try:
+            return self.e2sm.set_subscription(request)
+        except E2smError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+
+class E2ControlService(e2sm_pb2_grpc.E2ControlServicer):
+    """The E2SM-RC control requests of enforced actions (service/e2sm/sink.py), as a server stream."""
+
+    def __init__(self, sink: ControlSink):
+        self.sink = sink
+
+    async def StreamControl(self, request: e2sm_pb2.ControlStreamRequest, context):
+        st = self.sink.open_stream(set(request.e2_node_ids))
+        try:
+            while True:
+                yield await st.queue.get()
+        finally:
+            self.sink.close_stream(st)
 
 
 class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
@@ -110,7 +165,9 @@ class ForecastingService(forecast_pb2_grpc.ForecastingServicer):
             self.xapp.metrics.subscribers.set(len(self.xapp.subscribers))
 
 
-def register_services(xapp: XAppPort) -> list[Registrar]:
+def register_services(xapp: XAppPort, e2sm: E2smIngest | None = None,
+                      control: ControlSink | None = None) -> list[Registrar]:
+    """The registrars of every service; the E2SM ones when their ingest / control sink is given."""
     def ingest(server: grpc.aio.Server) -> str:
         kpm_pb2_grpc.add_E2IngestServicer_to_server(E2IngestService(xapp), server)
         return kpm_pb2.DESCRIPTOR.services_by_name["E2Ingest"].full_name
@@ -119,4 +176,13 @@ def register_services(xapp: XAppPort) -> list[Registrar]:
         forecast_pb2_grpc.add_ForecastingServicer_to_server(ForecastingService(xapp), server)
         return forecast_pb2.DESCRIPTOR.services_by_name["Forecasting"].full_name
 
-    return [ingest, forecasting]
+    def e2sm_ingest(server: grpc.aio.Server) -> str:
+        e2sm_pb2_grpc.add_E2smIngestServicer_to_server(E2smIngestService(e2sm), server)
+        return e2sm_pb2.DESCRIPTOR.services_by_name["E2smIngest"].full_name
+
+    def e2_control(server: grpc.aio.Server) -> str:
+        e2sm_pb2_grpc.add_E2ControlServicer_to_server(E2ControlService(control), server)
+        return e2sm_pb2.DESCRIPTOR.services_by_name["E2Control"].full_name
+
+    return [ingest, forecasting, *([e2sm_ingest] if e2sm is not None else []),
+            *([e2_control] if control is not None else [])]

@@ -4,6 +4,7 @@ Both publish over gRPC (ms3m.v1.E2Ingest/PublishAcked) through `service.sim.publ
 module only registers the CLI subcommands (`add_simulate_parser`, `add_replay_parser`); the heavy imports
 (grpc, numpy, pandas) happen when a command runs, and nothing here imports the `models` package (torch).
 Modules: `encoding` (the KpiIndication wire format), `delivery` (the acked and unacked streams), `publisher`,
+`e2sm_publisher` (E2SM-KPM RIC indications instead, `--encoding e2sm-kpm`),
 `generator` (the simulator's physics), `simulator` (`simulate`), `replayer` (`replay`).
 """
 
@@ -50,6 +51,11 @@ def _add_delivery_args(p: argparse.ArgumentParser) -> None:
                    help="reports per KpiIndication message (default 1000; the xApp accepts up to 20000)")
     g.add_argument("--max-in-flight", type=_positive_int, default=8,
                    help="unacknowledged messages on the stream (default 8)")
+    g.add_argument("--encoding", choices=["protobuf", "e2sm-kpm"], default="protobuf",
+                   help="protobuf: KpiIndication messages to E2Ingest (default); e2sm-kpm: E2SM-KPM RIC indications "
+                   "(aligned PER, as an E2 node sends them) to E2smIngest, cells bound by registered subscriptions")
+    g.add_argument("--kpm-version", type=int, choices=[2, 3, 4], default=3,
+                   help="E2SM-KPM version of --encoding e2sm-kpm (default 3)")
     g.add_argument("--no-ack", action="store_true",
                    help="use the client-streaming Publish (one ack at the end; a broken stream's messages are not "
                    "re-sent) instead of PublishAcked (an ack per message, re-send after reconnect: at-least-once)")
@@ -159,7 +165,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                         kpis=args.kpi, slices=args.slices, missing_rate=args.missing_rate, nodes=args.nodes,
                         batch_size=args.batch_size, acked=not args.no_ack, max_in_flight=args.max_in_flight,
                         cycle_steps=args.cycle_steps, anomalies=not args.no_anomalies, start_ms=args.start_ms,
-                        on_progress=on_progress, stop=stop)
+                        on_progress=on_progress, stop=stop, encoding=args.encoding, kpm_version=args.kpm_version)
 
     return _run_command("simulate", run, args)
 
@@ -172,7 +178,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                       mobility=tuple(args.mobility or MOBILITY), max_traces=args.max_traces,
                       duration_s=args.duration, entity=args.entity,
                       align=args.align, batch_size=args.batch_size, acked=not args.no_ack,
-                      max_in_flight=args.max_in_flight, e2_node_id=args.node_id, on_progress=on_progress, stop=stop)
+                      max_in_flight=args.max_in_flight, e2_node_id=args.node_id, on_progress=on_progress, stop=stop,
+                      encoding=args.encoding, kpm_version=args.kpm_version)
 
     return _run_command("replay", run, args)
 

@@ -64,9 +64,13 @@ class StreamDelivery:
     """The delivery methods of `Publisher` (a mixin: they work on the state `Publisher.__init__` sets up).
 
     `_submit` queues a message on the acked stream (waiting while max_in_flight are unacked) and
-    `_write_unacked` writes one on the unacked stream; `_supervise` runs the acked stream (connect, re-send,
+    `_write_unacked` writes one on the unacked stream (the methods `acked_method` / `unacked_method`: E2Ingest's,
+    or E2smIngest's for E2SM-KPM batches); `_supervise` runs the acked stream (connect, re-send,
     read acks, reconnect) as a background task; `_fail` ends delivery for good with a `PublishError`.
     """
+
+    acked_method = PUBLISH_ACKED
+    unacked_method = PUBLISH
 
     async def _submit(self, msg: Message) -> None:
         while len(self._pending) >= self.max_in_flight:
@@ -128,7 +132,7 @@ class StreamDelivery:
 
     async def _stream_loop(self) -> None:
         """Owns the PublishAcked stream: connect, re-send unacked messages, read acks, reconnect on failure."""
-        method = self._channel.stream_stream(PUBLISH_ACKED, request_serializer=_identity,
+        method = self._channel.stream_stream(self.acked_method, request_serializer=_identity,
                                              response_deserializer=kpm_pb2.IngestAck.FromString)
         attempt = 0
         while True:
@@ -254,7 +258,7 @@ class StreamDelivery:
         while True:
             try:
                 if self._call is None:
-                    method = self._channel.stream_unary(PUBLISH, request_serializer=_identity,
+                    method = self._channel.stream_unary(self.unacked_method, request_serializer=_identity,
                                                         response_deserializer=kpm_pb2.IngestAck.FromString)
                     await asyncio.wait_for(self._channel.channel_ready(), self.connect_timeout)
                     self._call = method()

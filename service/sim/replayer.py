@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from service.sim.publisher import Publisher, SeriesKey
-from service.sim.simulator import _progress, until_stopped
+from service.sim.simulator import _progress, make_publisher, until_stopped
 
 COLUMNS = {  # source column → KPI name, as models/training/data/irish5g.py maps them (checked by a test)
     "DL_bitrate": "DRB.UEThpDl",
@@ -223,12 +223,16 @@ async def replay(
     stop: asyncio.Event | None = None,
     publisher: Publisher | None = None,
     clock: Callable[[], float] = time.monotonic,
+    encoding: str = "protobuf",
+    kpm_version: int = 3,
 ) -> dict:
     """Replay the traces to target at `speed` × real time (0: as fast as possible); return final stats.
 
     Stops at the end of the traces, after duration_s of wall-clock time (counted once loaded), or on `stop`.
     See the module docstring for entity and align. publisher replaces the default Publisher (it is
-    closed at the end). Raises FileNotFoundError / ValueError on missing or malformed traces, ImportError
+    closed at the end). encoding "e2sm-kpm" sends E2SM-KPM RIC indications of kpm_version instead of
+    KpiIndications (entity "ue": format 3, the UEs numbered, see service/sim/e2sm_publisher.py). Raises
+    FileNotFoundError / ValueError on missing or malformed traces, ImportError
     without pandas, PublishError when delivery fails for good.
     """
     if speed < 0:
@@ -237,14 +241,14 @@ async def replay(
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
     traces = load_traces(root, apps, mobility, max_traces)
     keys, series, ts, values = merge_traces(traces, entity=entity, align=align, start_ms=start_ms)
-    pub = publisher or Publisher(target, e2_node_id=e2_node_id, batch_size=batch_size, acked=acked,
-                                 max_in_flight=max_in_flight, granularity_period_ms=1000)
+    pub = publisher or make_publisher(target, encoding, kpm_version, e2_node_id=e2_node_id, batch_size=batch_size,
+                                      acked=acked, max_in_flight=max_in_flight, granularity_period_ms=1000)
     idx = pub.register(keys)[series]
     n = len(ts)
     config = {"target": target, "root": str(default_root() if root is None else root), "traces": len(traces),
               "series": len(keys), "samples": n, "entity": entity, "align": align, "speed": speed,
               "kpis": KPIS, "batch_size": batch_size, "acked": acked,
-              "duration_s": duration_s, "span_s": round((int(ts[-1]) - int(ts[0])) / 1000, 1),
+              "duration_s": duration_s, "encoding": encoding, "span_s": round((int(ts[-1]) - int(ts[0])) / 1000, 1),
               "files": [t.name for t in traces]}
     t0 = clock()
     deadline = float("inf") if duration_s is None else t0 + duration_s

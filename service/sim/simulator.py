@@ -64,6 +64,16 @@ class Pacer:
 
 
 MAX_BACKDATE_MS = 6 * 86_400_000  # within the xApp's default max_sample_age_ms (7 days)
+ENCODINGS = ("protobuf", "e2sm-kpm")
+
+
+def make_publisher(target: str, encoding: str = "protobuf", kpm_version: int = 3, **kw) -> Publisher:
+    """A Publisher of `encoding`: protobuf KpiIndications, or E2SM-KPM RIC indications (E2smPublisher)."""
+    if encoding == "e2sm-kpm":
+        from service.sim.e2sm_publisher import E2smPublisher
+
+        return E2smPublisher(target, kpm_version=kpm_version, **kw)
+    return Publisher(target, **kw)
 
 
 async def simulate(
@@ -91,6 +101,8 @@ async def simulate(
     stop: asyncio.Event | None = None,
     publisher_factory: Callable[[str], Publisher] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    encoding: str = "protobuf",
+    kpm_version: int = 3,
 ) -> dict:
     """Stream synthetic KPIs of n_cells to target until duration_s, n_samples or `stop`; return final stats.
 
@@ -99,6 +111,8 @@ async def simulate(
     sent as absent; nodes: E2 nodes (one stream each) the cells are spread over; start_ms: the first
     simulated timestamp (default now, floored to the period). publisher_factory(e2_node_id) → Publisher
     replaces the default. on_progress(stats) is called every progress_interval_s with the running stats.
+    encoding: "protobuf" (KpiIndication to E2Ingest) or "e2sm-kpm" (E2SM-KPM RIC indications of KPM
+    kpm_version to E2smIngest, service/sim/e2sm_publisher.py).
     Raises ValueError on bad arguments, PublishError when delivery fails for good.
     """
     kpis = list(KPIS if kpis is None else kpis)
@@ -128,10 +142,12 @@ async def simulate(
     keys = [SeriesKey(c, None, sst) for c in cells for sst in (None, *(s for s, _ in SLICES[: per_cell - 1]))]
     node_names = sorted(set(node_of_cell))
     node_of = np.repeat(np.array([node_names.index(n) for n in node_of_cell]), per_cell)  # per series
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     if publisher_factory is None:
         def publisher_factory(node: str) -> Publisher:
-            return Publisher(target, e2_node_id=node, batch_size=batch_size, acked=acked,
-                             max_in_flight=max_in_flight, granularity_period_ms=int(period_ms))
+            return make_publisher(target, encoding, kpm_version, e2_node_id=node, batch_size=batch_size,
+                                  acked=acked, max_in_flight=max_in_flight, granularity_period_ms=int(period_ms))
     pubs = [publisher_factory(n) for n in node_names]
     local = np.empty(S, np.int64)  # series → index in its node's publisher
     for k, pub in enumerate(pubs):
@@ -148,7 +164,8 @@ async def simulate(
               "kpis": kpis, "period_ms": int(period_ms), "rate": rate,
               "speedup": rate * period_ms / (1000.0 * S) if rate else None, "duration_s": duration_s,
               "n_samples": n_samples, "seed": seed, "batch_size": batch_size, "acked": acked,
-              "missing_rate": missing_rate, "start_ms": start_ms}
+              "missing_rate": missing_rate, "start_ms": start_ms, "encoding": encoding,
+              **({"kpm_version": kpm_version} if encoding == "e2sm-kpm" else {})}
 
     # the flat sample stream: round-major, series in `keys` order
     buf_series = np.zeros(0, np.int64)

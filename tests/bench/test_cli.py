@@ -13,7 +13,7 @@ import sys
 from service.cli import build_parser, main
 from tests.conftest import REPO
 
-BENCHMARKS = ["step", "runtime", "service", "memory", "controllability", "train"]
+BENCHMARKS = ["step", "runtime", "service", "memory", "controllability", "train", "e2sm"]
 
 
 def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
