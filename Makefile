@@ -24,7 +24,7 @@ demo: $(STAMP)
 ## test: ruff + the default pytest suite (slow and benchmark tests excluded)
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

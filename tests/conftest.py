@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: `make test` runs a worker per core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 REDIS_HOST = os.environ.get("MS3M_TEST_REDIS_HOST", "127.0.0.1")

@@ -89,12 +89,11 @@ def test_chunked_continuation_state_and_round_trip(arch, core, kw):
 
 
 @pytest.mark.parametrize("arch,core,kw", CASES, ids=IDS)
-def test_exported_steps_match_torch(arch, core, kw, tmp_path, monkeypatch):
-    monkeypatch.setattr(test_export_zoo, "STEPS", 100)
+def test_exported_steps_match_torch(arch, core, kw, tmp_path):
     model = composed(arch, core, torch.float32, **kw)
     onnx_path = export_onnx(model, tmp_path / "step.onnx")
     ts_path = export_torchscript(model, tmp_path / "step.ts")
-    test_export_zoo.check_exported(f"{arch}×{core}", model, onnx_path, ts_path, batches=(2,))
+    test_export_zoo.check_exported(f"{arch}×{core}", model, onnx_path, ts_path, batches=((2, 100),))
 
 
 def test_the_pure_gated_mlp_is_position_wise():

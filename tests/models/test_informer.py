@@ -451,6 +451,7 @@ def test_dropout_only_in_training():
         assert torch.equal(model(x), model(x))
 
 
+@pytest.mark.slow  # minutes of float64 finite differences; the contract tests cover the gradients' use
 def test_gradcheck():
     model = create_model("informer", d_input=D_IN, n_targets=N_TGT, horizon=2, target_index=TARGET_INDEX, window=6,
                          label_len=3, d_model=4, n_heads=2, n_layers=2, d_ff=8, factor=1, dropout=0.0).double().eval()

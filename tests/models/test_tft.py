@@ -389,6 +389,7 @@ def test_dropout_only_in_training():
         assert torch.equal(model(x), model(x))
 
 
+@pytest.mark.slow  # minutes of float64 finite differences; the contract tests cover the gradients' use
 def test_gradcheck():
     for use_norm in (False, True):
         model = create_model("tft", d_input=D_IN, n_targets=N_TGT, horizon=2, target_index=TARGET_INDEX,
