@@ -31,19 +31,28 @@ class E2IngestService(kpm_pb2_grpc.E2IngestServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why} (message {msg.message_id})")
 
     async def Publish(self, request_iterator, context):
-        total, counts = kpm_pb2.IngestAck(), {}
-        async for msg in request_iterator:
-            received = time.perf_counter()
-            await self._check_capacity(msg, context)
-            _add_ack(total, counts, await self.xapp.ingest(msg, received))
-        total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
-        return total
+        return await _summary_ack(request_iterator, context, self._check_capacity, self.xapp.ingest)
 
     async def PublishAcked(self, request_iterator, context):
-        async for msg in request_iterator:
-            received = time.perf_counter()
-            await self._check_capacity(msg, context)
-            yield await self.xapp.ingest(msg, received)
+        async for ack in _acks(request_iterator, context, self._check_capacity, self.xapp.ingest):
+            yield ack
+
+
+async def _acks(requests, context, check, ingest):
+    """Each message of an ingest stream: capacity checked (aborts when full), ingested, its ack yielded."""
+    async for msg in requests:
+        received = time.perf_counter()
+        await check(msg, context)
+        yield await ingest(msg, received)
+
+
+async def _summary_ack(requests, context, check, ingest) -> kpm_pb2.IngestAck:
+    """One ack summing every message's ack of an ingest stream (Publish)."""
+    total, counts = kpm_pb2.IngestAck(), {}
+    async for ack in _acks(requests, context, check, ingest):
+        _add_ack(total, counts, ack)
+    total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
+    return total
 
 
 def _add_ack(total: kpm_pb2.IngestAck, counts: dict[int, int], ack: kpm_pb2.IngestAck) -> None:
@@ -69,19 +78,11 @@ class E2smIngestService(e2sm_pb2_grpc.E2smIngestServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why} (message {batch.message_id})")
 
     async def PublishE2sm(self, request_iterator, context):
-        total, counts = kpm_pb2.IngestAck(), {}
-        async for batch in request_iterator:
-            received = time.perf_counter()
-            await self._check_capacity(batch, context)
-            _add_ack(total, counts, await self.e2sm.ingest(batch, received))
-        total.rejections.extend(kpm_pb2.RejectionCount(reason=r, count=c) for r, c in sorted(counts.items()))
-        return total
+        return await _summary_ack(request_iterator, context, self._check_capacity, self.e2sm.ingest)
 
     async def PublishE2smAcked(self, request_iterator, context):
-        async for batch in request_iterator:
-            received = time.perf_counter()
-            await self._check_capacity(batch, context)
-            yield await self.e2sm.ingest(batch, received)
+        async for ack in _acks(request_iterator, context, self._check_capacity, self.e2sm.ingest):
+            yield ack
 
     async def SetSubscription(self, request: e2sm_pb2.E2Subscription, context):
         from service.e2sm.specs import E2smError
